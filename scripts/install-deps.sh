@@ -7,7 +7,7 @@ BUILD_PKGS=(
   build-essential pkg-config
   libarchive-dev libcurl4-openssl-dev libjansson-dev libext2fs-dev
   libsquashfs-dev libzstd-dev libssl-dev libseccomp-dev libmicrohttpd-dev
-  libcmocka-dev
+  libcmocka-dev libxxhash-dev
 )
 TEST_PKGS=(
   e2fsprogs squashfs-tools squashfs-tools-ng docker-registry skopeo umoci
