@@ -113,16 +113,26 @@ static int uffd_wake(int uffd, uint64_t addr, uint64_t len)
 	return 0;
 }
 
-/* Installs chunk c unless someone else has; returns 1 if it did. */
-static int install_chunk(struct lt_snap_lazy *l, uint32_t c, struct decoder *dc)
+/* Installs chunk c unless someone else has; returns 1 if it did. The
+ * claim is counted (and a fault's touch logged) before the copy wakes the
+ * faulting thread, so whoever was woken sees the stats already. */
+static int install_chunk(struct lt_snap_lazy *l, uint32_t c, struct decoder *dc, bool fault)
 {
 	struct lt_snap *s = l->s;
 	pthread_mutex_lock(&l->lock);
 	while (l->state[c] == CH_LOADING)
 		pthread_cond_wait(&l->cv, &l->lock);
 	uint8_t st = l->state[c];
-	if (st == CH_NONE)
+	if (st == CH_NONE) {
 		l->state[c] = CH_LOADING;
+		if (fault) {
+			l->st.chunks_faulted++;
+			l->touched[l->ntouched] = c;
+			l->touched_ns[l->ntouched++] = lt_now_ns() - l->t0;
+		} else {
+			l->st.chunks_prefetched++;
+		}
+	}
 	pthread_mutex_unlock(&l->lock);
 	if (st == CH_FAILED)
 		return lt_fail("%s: chunk %u failed earlier", s->name, c);
@@ -217,16 +227,13 @@ static int serve_fault(struct lt_snap_lazy *l, uint64_t addr, struct decoder *dc
 	}
 	uint32_t c = s->entries[e].chunk;
 	uint64_t t0 = lt_now_ns();
-	int rc = install_chunk(l, c, dc);
+	int rc = install_chunk(l, c, dc, true);
 	if (rc < 0)
 		return -1;
 	if (rc == 0) /* installed by the prefetcher: the copy woke most waiters */
 		return uffd_wake(l->uffd, addr, LT_SNAP_PAGE_SIZE);
 	pthread_mutex_lock(&l->lock);
-	l->st.chunks_faulted++;
 	l->st.fault_ns += lt_now_ns() - t0;
-	l->touched[l->ntouched] = c;
-	l->touched_ns[l->ntouched++] = t0 - l->t0;
 	pthread_mutex_unlock(&l->lock);
 	return 0;
 }
@@ -289,17 +296,9 @@ static void *prefetch_main(void *arg)
 	int rc = decoder_init(&dc, s);
 	size_t nws = l->opts.no_prefetch ? 0 : s->nws;
 	for (size_t i = 0; rc >= 0 && i < nws && !stopping(l); i++)
-		if ((rc = install_chunk(l, s->ws[i], &dc)) > 0) {
-			pthread_mutex_lock(&l->lock);
-			l->st.chunks_prefetched++;
-			pthread_mutex_unlock(&l->lock);
-		}
+		rc = install_chunk(l, s->ws[i], &dc, false);
 	for (uint32_t c = 0; rc >= 0 && l->opts.fill_all && c < s->nchunks && !stopping(l); c++)
-		if ((rc = install_chunk(l, c, &dc)) > 0) {
-			pthread_mutex_lock(&l->lock);
-			l->st.chunks_prefetched++;
-			pthread_mutex_unlock(&l->lock);
-		}
+		rc = install_chunk(l, c, &dc, false);
 	if (rc < 0)
 		report_failure(l);
 	decoder_free(&dc);
