@@ -197,8 +197,10 @@ static int parse_desc_array(json_t *arr, const char *key, size_t max, struct oci
 	for (size_t i = 0; i < count; i++) {
 		char what[64];
 		snprintf(what, sizeof(what), "%s[%zu]", key, i);
-		if (parse_desc(json_array_get(arr, i), what, &v[i]) < 0)
+		if (parse_desc(json_array_get(arr, i), what, &v[i]) < 0) {
+			oci_desc_free(&v[i]);
 			return -1;
+		}
 		*n = i + 1;
 	}
 	return 0;

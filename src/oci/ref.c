@@ -328,7 +328,7 @@ void oci_platform_normalize(struct oci_platform *p)
 	/* Bare numbers are accepted as variants ("arm/7"). */
 	if (isdigit((unsigned char)v[0]) && strlen(v) + 2 <= sizeof(p->variant)) {
 		char tmp[sizeof(p->variant)];
-		snprintf(tmp, sizeof(tmp), "v%s", v);
+		snprintf(tmp, sizeof(tmp), "v%.30s", v);
 		strcpy(v, tmp);
 	}
 	if (!strcmp(a, "arm64") && (!strcmp(v, "v8") || !strcmp(v, "v8.0")))
