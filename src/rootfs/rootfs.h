@@ -8,6 +8,18 @@
  *
  * This module does not know about registries: the caller hands it layer
  * files in order (bottom first).
+ *
+ * Layer paths: "./etc/x", "etc/x" and "etc//x/" name the same entry and
+ * "." components are dropped ("./" itself is the root, whose metadata it
+ * sets). Rejected, with an error naming the layer and the entry:
+ * absolute paths, ".." components, components over 255 bytes, paths
+ * nested deeper than 512 levels, any path (entry, whiteout or hardlink
+ * target) whose non-final component is a symlink, hardlinks to missing
+ * entries or to directories, sizes and counts past rootfs_limits, xattrs
+ * over 3600 bytes per entry. Whiteouts (".wh.NAME") and opaque markers
+ * (".wh..wh..opq") only hide what lower layers made; other ".wh..wh.*"
+ * (aufs bookkeeping) entries are ignored. Symlink targets are stored
+ * verbatim and never followed.
  */
 #ifndef LTTLE_ROOTFS_H
 #define LTTLE_ROOTFS_H
@@ -39,6 +51,7 @@ struct rootfs_limits {
 	uint64_t max_file_size;  /* default 16 GiB */
 	uint64_t max_total_size; /* default 64 GiB */
 	uint32_t max_path_len;   /* default 4096 */
+	uint64_t max_metadata;   /* in-memory tree; default 512 MiB */
 };
 
 struct rootfs_spec {
