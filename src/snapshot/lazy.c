@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#define ZERO_WINDOW (64u << 10) /* zero pages mapped per hole fault */
+#define ZERO_WINDOW (2u << 20) /* zero pages mapped per hole fault */
 #define MSG_BATCH 16
 
 enum { CH_NONE, CH_LOADING, CH_LOADED, CH_FAILED };

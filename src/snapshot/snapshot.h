@@ -28,7 +28,7 @@
 #define LT_SNAP_VERSION 1
 #define LT_SNAP_PAGE_SIZE 4096u
 #define LT_SNAP_TEMPLATE_MAX 31 /* bytes of CPU template id, without NUL */
-#define LT_SNAP_DEFAULT_CHUNK (2u << 20)
+#define LT_SNAP_DEFAULT_CHUNK (512u << 10)
 #define LT_SNAP_MIN_CHUNK (64u << 10)
 #define LT_SNAP_MAX_CHUNK (64u << 20)
 #define LT_SNAP_MAX_SECTIONS 4096
@@ -66,7 +66,7 @@ struct lt_snap_region {
 
 struct lt_snap_writer_opts {
 	const char *cpu_template; /* required, 1..31 printable ASCII bytes */
-	uint32_t chunk_size;      /* 0 = 2 MiB; power of two, 64 KiB..64 MiB */
+	uint32_t chunk_size;      /* 0 = 512 KiB; power of two, 64 KiB..64 MiB */
 	int level;                /* zstd level; 0 = default (1) */
 	int threads;              /* 0 = online CPUs */
 };
