@@ -133,26 +133,34 @@ int snap_resolve_targets(struct lt_snap *s, const struct lt_snap_region *t, size
 {
 	if (snap_check_targets(t, n, "restore target") < 0)
 		return -1;
+	/* Targets sorted by address; entries are sorted too: one merged walk. */
+	const struct lt_snap_region **v = lt_calloc(n ? n : 1, sizeof(*v));
 	uint8_t **h = lt_calloc(s->nentries ? s->nentries : 1, sizeof(*h));
-	if (!h)
+	if (!v || !h) {
+		free(v);
+		free(h);
 		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i] = &t[i];
+	qsort(v, n, sizeof(*v), cmp_region_gpa);
+	size_t j = 0;
 	for (size_t i = 0; i < s->nentries; i++) {
 		const struct snap_entry *e = &s->entries[i];
 		uint64_t gpa = e->gpage * LT_SNAP_PAGE_SIZE;
 		uint64_t len = (uint64_t)e->count * LT_SNAP_PAGE_SIZE;
-		size_t j;
-		for (j = 0; j < n; j++)
-			if (gpa >= t[j].gpa && gpa - t[j].gpa < t[j].size &&
-			    len <= t[j].size - (gpa - t[j].gpa))
-				break;
-		if (j == n) {
+		while (j < n && v[j]->gpa + v[j]->size <= gpa)
+			j++;
+		if (j == n || gpa < v[j]->gpa || len > v[j]->size - (gpa - v[j]->gpa)) {
+			free(v);
 			free(h);
 			return lt_fail("%s: stored pages at gpa 0x%llx (+%llu bytes) lie outside the "
 				       "restore target regions",
 				       s->name, (unsigned long long)gpa, (unsigned long long)len);
 		}
-		h[i] = (uint8_t *)t[j].host + (gpa - t[j].gpa);
+		h[i] = (uint8_t *)v[j]->host + (gpa - v[j]->gpa);
 	}
+	free(v);
 	*hosts = h;
 	return 0;
 }

@@ -277,17 +277,21 @@ static int parse_chunks(struct lt_snap *s, const uint8_t *p)
 	return 0;
 }
 
-/* Entry in a region: [gpage, gpage+count) inside one of them. */
-static bool entry_in_regions(const struct lt_snap *s, uint64_t gpage, uint32_t count)
+/* Is [gpage, gpage+count) inside one region? Entries and regions are both
+ * sorted, so *cursor only moves forward: linear in entries + regions. */
+static bool entry_in_regions(const struct lt_snap *s, size_t *cursor, uint64_t gpage,
+			     uint32_t count)
 {
-	uint64_t gpa = gpage * LT_SNAP_PAGE_SIZE, len = (uint64_t)count * LT_SNAP_PAGE_SIZE;
-	if (gpage > UINT64_MAX / LT_SNAP_PAGE_SIZE)
+	if (gpage > UINT64_MAX / LT_SNAP_PAGE_SIZE - count)
 		return false;
-	for (size_t i = 0; i < s->nregions; i++)
-		if (gpa >= s->regions[i].gpa && gpa - s->regions[i].gpa < s->regions[i].size &&
-		    len <= s->regions[i].size - (gpa - s->regions[i].gpa))
-			return true;
-	return false;
+	uint64_t gpa = gpage * LT_SNAP_PAGE_SIZE, end = gpa + (uint64_t)count * LT_SNAP_PAGE_SIZE;
+	while (*cursor < s->nregions &&
+	       s->regions[*cursor].gpa + s->regions[*cursor].size <= gpa)
+		(*cursor)++;
+	if (*cursor == s->nregions)
+		return false;
+	const struct lt_snap_region *r = &s->regions[*cursor];
+	return gpa >= r->gpa && end <= r->gpa + r->size;
 }
 
 static int cmp_by_chunk(const void *a, const void *b, void *ctx)
@@ -337,6 +341,7 @@ static int parse_entries(struct lt_snap *s, const uint8_t *p)
 	if (!s->entries)
 		return -1;
 	uint64_t prev_end = 0, pages = 0;
+	size_t cursor = 0;
 	for (size_t i = 0; i < s->nentries; i++, p += SNAP_ENTRY_REC) {
 		struct snap_entry *e = &s->entries[i];
 		e->gpage = get64(p);
@@ -356,7 +361,7 @@ static int parse_entries(struct lt_snap *s, const uint8_t *p)
 		if (i && e->gpage < prev_end)
 			return lt_fail("%s: memory index entries %zu and %zu overlap or are unsorted",
 				       s->name, i - 1, i);
-		if (!entry_in_regions(s, e->gpage, e->count))
+		if (!entry_in_regions(s, &cursor, e->gpage, e->count))
 			return lt_fail("%s: memory index entry %zu (gpa 0x%llx) is outside the "
 				       "memory regions", s->name, i,
 				       (unsigned long long)(e->gpage * LT_SNAP_PAGE_SIZE));
