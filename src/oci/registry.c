@@ -213,10 +213,11 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* Failures worth retrying. A refused connection is not one: nothing is
+ * listening, and waiting only delays the error. */
 static bool curl_transient(CURLcode c)
 {
 	switch (c) {
-	case CURLE_COULDNT_CONNECT:
 	case CURLE_OPERATION_TIMEDOUT:
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
@@ -671,6 +672,23 @@ static int fetch_blob_buf(struct reg *r, const struct oci_desc *d, struct lt_buf
 	return rc;
 }
 
+/* The config, from the store when a previous pull left it there. */
+static int fetch_config(struct reg *r, struct oci_store *s, const struct oci_desc *d,
+			struct lt_buf *body)
+{
+	if (oci_store_has_blob_sized(s, d->digest, (int64_t)d->size)) {
+		char *data;
+		size_t n;
+		if (oci_store_read_blob(s, d->digest, OCI_MANIFEST_MAX, &data, &n) == 0) {
+			body->data = (uint8_t *)data;
+			body->len = body->cap = n;
+			return 0;
+		}
+		lt_warn("%s; downloading it again", lt_errmsg());
+	}
+	return fetch_blob_buf(r, d, body);
+}
+
 static int fetch_layer(struct reg *r, struct oci_store *s, const struct oci_desc *d)
 {
 	char label[32];
@@ -712,7 +730,7 @@ static int pull_image(struct reg *r, struct oci_store *s, const struct oci_platf
 		rc = resolve_manifest(r, want, &body, digest, &m);
 	if (rc == 0 && (rc = oci_manifest_check_image(&m)) < 0)
 		lt_fail_ctx("manifest %s", digest);
-	if (rc == 0 && (rc = fetch_blob_buf(r, &m.config, &cfg)) < 0)
+	if (rc == 0 && (rc = fetch_config(r, s, &m.config, &cfg)) < 0)
 		lt_fail_ctx("config %s", m.config.digest);
 	if (rc == 0 && (rc = oci_config_check((char *)cfg.data, cfg.len, &m, want, explicit_pf)) == 0 &&
 	    (rc = oci_store_put(s, cfg.data, cfg.len, m.config.digest, NULL)) < 0)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Builds test OCI images without Docker (python3 stdlib + the zstd CLI).
 
-  mkimage.py layer OUT.tar [--file PATH=TEXT]... [--dir PATH]... [--symlink PATH=TARGET]...
+  mkimage.py layer OUT.tar [--file PATH=TEXT]... [--add PATH=HOSTFILE]... [--dir PATH]...
+                   [--symlink PATH=TARGET]...
       a layer tar from a tiny spec (files are 0644, dirs 0755, owned by root)
 
   mkimage.py build OUT_DIR --tag TAG --layer TAR[:none|gzip|zstd]... [--platform os/arch[/v]]
@@ -135,6 +136,10 @@ def cmd_layer(a):
         for spec in a.file or []:
             path, text = spec.split("=", 1)
             add(path, tarfile.REGTYPE, text.encode())
+        for spec in a.add or []:
+            path, src = spec.split("=", 1)
+            with open(src, "rb") as f:
+                add(path, tarfile.REGTYPE, f.read())
         for spec in a.symlink or []:
             path, target = spec.split("=", 1)
             add(path, tarfile.SYMTYPE, target=target)
@@ -308,6 +313,7 @@ def main():
     p.add_argument("--file", action="append")
     p.add_argument("--dir", action="append")
     p.add_argument("--symlink", action="append")
+    p.add_argument("--add", action="append", help="PATH=HOSTFILE")
     p.set_defaults(fn=cmd_layer)
     p = sub.add_parser("build")
     p.add_argument("out")
