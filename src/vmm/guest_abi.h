@@ -26,6 +26,8 @@
  *     trigger [CODE]            manual trigger (default code 0)
  *     hold / release            keep the instance awake / let it idle
  *     log TEXT                  free text for the VMM's log
+ *     poweroff                  the guest is powering off: the VMM stops
+ *                               the VM cleanly (no ACPI needed)
  * PORT is decimal, host byte order. RET and CODE are decimal, signed.
  *
  * Replies (host -> guest): after a report, the writer may read the port
@@ -60,6 +62,7 @@
 #define LT_GUEST_EV_HOLD "hold"
 #define LT_GUEST_EV_RELEASE "release"
 #define LT_GUEST_EV_LOG "log"
+#define LT_GUEST_EV_POWEROFF "poweroff"
 
 /* /proc/lttle inside the guest (kernel patch): writing one of
  * "ready", "trigger [CODE]", "hold", "release" sends that event. */

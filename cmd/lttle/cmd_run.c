@@ -1,0 +1,361 @@
+/* lttle run: boot a microVM on the lttle VMM with the console on stdout. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "vmm/guest_abi.h"
+#include "vmm/vmm.h"
+
+#define DEFAULT_CMDLINE                                                                  \
+	"console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux "     \
+	"i8042.dumbkbd"
+
+static struct lt_vm *g_vm;
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig)
+{
+	g_signal = sig;
+	if (g_vm)
+		lt_vm_request_stop(g_vm);
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: lttle run --kernel VMLINUX [OPTIONS]\n\n"
+		"Boots a microVM on the lttle VMM; the serial console goes to stdout and\n"
+		"Ctrl-C stops it. Exits when the guest halts, powers off or resets: with\n"
+		"the guest's exit code if it reported one (\"exit CODE\"), else 0.\n\n"
+		"  --kernel FILE         vmlinux ELF (or any x86-64 ELF entered like it) or bzImage\n"
+		"  --rootfs IMG|REF      root disk: an image file, or an image reference built\n"
+		"                        with 'lttle build REF --format ext4' (/dev/vda)\n"
+		"  --ro                  attach the root disk read-only\n"
+		"  --overlay[=FILE]      copy-on-write overlay over the root disk (base stays\n"
+		"                        untouched); without FILE a temporary one\n"
+		"  --disk IMG            an extra raw disk (repeatable; /dev/vdb, ...)\n"
+		"  --mem MIB             guest memory in MiB (default 128)\n"
+		"  --cpus N              vCPUs (default 1)\n"
+		"  --cmdline STR         kernel command line (default: %s)\n"
+		"  --initrd FILE         initial ramdisk\n"
+		"  --vsock UDS           virtio-vsock; host side on unix socket UDS\n"
+		"  --vsock-cid N         guest CID (default 3)\n"
+		"  --tap NAME            virtio-net on TAP device NAME (needs CAP_NET_ADMIN)\n"
+		"  --control SOCK        control socket (JSON lines: pause, resume, stop,\n"
+		"                        status, events)\n"
+		"  --events-log FILE     append every VM event to FILE as JSON lines\n"
+		"  --cpu-template T      host (default) or baseline\n"
+		"  --serial-log FILE     console to FILE instead of stdout\n"
+		"  --no-seccomp          do not install the seccomp filter (debugging)\n"
+		"  --help                this text\n",
+		DEFAULT_CMDLINE);
+}
+
+/* Resolves an image reference through 'lttle build REF --format ext4',
+ * whose last stdout line is the built image's path. */
+static char *resolve_ref(const char *ref)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		lt_fail_errno("pipe");
+		return NULL;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		lt_fail_errno("fork");
+		close(p[0]);
+		close(p[1]);
+		return NULL;
+	}
+	if (pid == 0) {
+		dup2(p[1], 1);
+		execl("/proc/self/exe", "lttle", "build", ref, "--format", "ext4", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	struct lt_buf out = {.limit = 1 << 20};
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(p[0], buf, sizeof(buf))) > 0)
+		if (lt_buf_append(&out, buf, (size_t)n) < 0)
+			break;
+	close(p[0]);
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	char *path = NULL;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		lt_fail("'%s' is not an image file, and 'lttle build %s --format ext4' failed", ref,
+			ref);
+	} else if (lt_buf_cstr(&out) == 0) {
+		char *s = (char *)out.data;
+		size_t len = out.len;
+		while (len && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+			s[--len] = '\0';
+		char *last = strrchr(s, '\n');
+		last = last ? last + 1 : s;
+		if (*last && access(last, R_OK) == 0)
+			path = lt_strdup(last);
+		else
+			lt_fail("lttle build %s did not print an image path", ref);
+	}
+	lt_buf_free(&out);
+	return path;
+}
+
+static int open_out(const char *path, int *fd)
+{
+	*fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (*fd < 0)
+		return lt_fail_errno("%s", path);
+	return 0;
+}
+
+enum {
+	OPT_KERNEL = 256, OPT_ROOTFS, OPT_RO, OPT_OVERLAY, OPT_DISK, OPT_MEM, OPT_CPUS,
+	OPT_CMDLINE, OPT_INITRD, OPT_VSOCK, OPT_VSOCK_CID, OPT_TAP, OPT_CONTROL, OPT_EVENTS,
+	OPT_TEMPLATE, OPT_SERIAL_LOG, OPT_NO_SECCOMP, OPT_HELP,
+};
+
+static const struct option opts[] = {
+	{"kernel", required_argument, 0, OPT_KERNEL},
+	{"rootfs", required_argument, 0, OPT_ROOTFS},
+	{"ro", no_argument, 0, OPT_RO},
+	{"overlay", optional_argument, 0, OPT_OVERLAY},
+	{"disk", required_argument, 0, OPT_DISK},
+	{"mem", required_argument, 0, OPT_MEM},
+	{"cpus", required_argument, 0, OPT_CPUS},
+	{"cmdline", required_argument, 0, OPT_CMDLINE},
+	{"initrd", required_argument, 0, OPT_INITRD},
+	{"vsock", required_argument, 0, OPT_VSOCK},
+	{"vsock-cid", required_argument, 0, OPT_VSOCK_CID},
+	{"tap", required_argument, 0, OPT_TAP},
+	{"control", required_argument, 0, OPT_CONTROL},
+	{"events-log", required_argument, 0, OPT_EVENTS},
+	{"cpu-template", required_argument, 0, OPT_TEMPLATE},
+	{"serial-log", required_argument, 0, OPT_SERIAL_LOG},
+	{"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
+	{"help", no_argument, 0, OPT_HELP},
+	{0, 0, 0, 0},
+};
+
+struct run_args {
+	const char *rootfs, *overlay, *cmdline, *serial_log, *events_log;
+	const char *disks[LT_VM_MAX_DISKS - 1];
+	int ndisks;
+	bool ro, overlay_tmp, no_seccomp;
+};
+
+static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_args *a)
+{
+	int c;
+	uint64_t v;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL: cfg->kernel = optarg; break;
+		case OPT_ROOTFS: a->rootfs = optarg; break;
+		case OPT_RO: a->ro = true; break;
+		case OPT_OVERLAY:
+			if (optarg)
+				a->overlay = optarg;
+			else
+				a->overlay_tmp = true;
+			break;
+		case OPT_DISK:
+			if (a->ndisks >= (int)LT_ARRAY_LEN(a->disks))
+				return cli_usage("run", "too many --disk options");
+			a->disks[a->ndisks++] = optarg;
+			break;
+		case OPT_MEM:
+			if (lt_parse_u64(optarg, &v) < 0 || v < 4 || v > (1ULL << 20))
+				return cli_usage("run", "--mem takes MiB (4..1048576), not '%s'", optarg);
+			cfg->mem_bytes = v << 20;
+			break;
+		case OPT_CPUS:
+			if (lt_parse_u64(optarg, &v) < 0 || v < 1 || v > LT_VM_MAX_VCPUS)
+				return cli_usage("run", "--cpus takes 1..%d, not '%s'", LT_VM_MAX_VCPUS,
+						 optarg);
+			cfg->vcpus = (int)v;
+			break;
+		case OPT_CMDLINE: a->cmdline = optarg; break;
+		case OPT_INITRD: cfg->initrd = optarg; break;
+		case OPT_VSOCK: cfg->vsock_uds = optarg; break;
+		case OPT_VSOCK_CID:
+			if (lt_parse_u64(optarg, &v) < 0 || v < 3 || v > 0xffffffffULL)
+				return cli_usage("run", "--vsock-cid takes 3..2^32-1");
+			cfg->vsock_cid = (uint32_t)v;
+			break;
+		case OPT_TAP: cfg->tap = optarg; break;
+		case OPT_CONTROL: cfg->control = optarg; break;
+		case OPT_EVENTS: a->events_log = optarg; break;
+		case OPT_TEMPLATE:
+			if (lt_cpu_template_parse(optarg, &cfg->cpu_template) < 0)
+				return cli_usage("run", "%s", lt_errmsg());
+			break;
+		case OPT_SERIAL_LOG: a->serial_log = optarg; break;
+		case OPT_NO_SECCOMP: a->no_seccomp = true; break;
+		case OPT_HELP: usage(stdout); return -1;
+		default: return cli_usage("run", "bad option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage("run", "unexpected argument '%s'", argv[optind]);
+	if (!cfg->kernel)
+		return cli_usage("run", "--kernel is required");
+	if ((a->overlay || a->overlay_tmp || a->ro) && !a->rootfs)
+		return cli_usage("run", "--overlay and --ro need --rootfs");
+	return 0;
+}
+
+static char *make_cmdline(const struct run_args *a, bool is_ref)
+{
+	struct lt_buf b = {0};
+	lt_buf_printf(&b, "%s", a->cmdline ? a->cmdline : DEFAULT_CMDLINE);
+	if (a->rootfs && !strstr((char *)b.data, "root="))
+		lt_buf_printf(&b, " root=/dev/vda %s", a->ro ? "ro" : "rw");
+	if (is_ref && !strstr((char *)b.data, "init="))
+		lt_buf_printf(&b, " init=%s", LT_GUEST_INIT_PATH);
+	if (lt_buf_cstr(&b) < 0) {
+		lt_buf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
+}
+
+static int exit_code(const struct lt_vm_exit *ex)
+{
+	if (ex->reason == LT_VM_EXIT_ERROR) {
+		fprintf(stderr, "lttle run: %s\n", ex->message);
+		return 1;
+	}
+	if (g_signal)
+		return 128 + g_signal;
+	if (ex->guest_exit_reported)
+		return ex->guest_exit_code < 0 || ex->guest_exit_code > 255 ? 1
+									    : ex->guest_exit_code;
+	return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct lt_vm_config cfg;
+	struct run_args a;
+	memset(&a, 0, sizeof(a));
+	lt_vm_config_init(&cfg);
+	cfg.serial_out_fd = 1;
+	int rc = parse(argc, argv, &cfg, &a);
+	if (rc != 0)
+		return rc < 0 ? 0 : rc;
+
+	char *rootfs_path = NULL, *tmp_overlay = NULL, *cmdline = NULL;
+	int serial_fd = -1, events_fd = -1, ret = 1;
+	struct lt_vm *vm = NULL;
+	bool is_ref = false;
+	if (a.rootfs) {
+		struct stat st;
+		if (stat(a.rootfs, &st) == 0) {
+			rootfs_path = lt_strdup(a.rootfs);
+		} else {
+			is_ref = true;
+			rootfs_path = resolve_ref(a.rootfs);
+		}
+		if (!rootfs_path)
+			goto out;
+		if (a.overlay_tmp) {
+			char *dir = lt_sprintf("%s/instances/run-%d", lt_home(), (int)getpid());
+			if (!dir || lt_mkdir_p(dir, 0700) < 0) {
+				free(dir);
+				goto out;
+			}
+			tmp_overlay = lt_path_join(dir, "rootfs.overlay");
+			free(dir);
+			if (!tmp_overlay)
+				goto out;
+			a.overlay = tmp_overlay;
+		}
+		cfg.disks[0] = (struct lt_vm_disk){.path = rootfs_path, .read_only = a.ro,
+						   .overlay = a.overlay};
+		snprintf(cfg.disks[0].id, sizeof(cfg.disks[0].id), "lttle-rootfs");
+		cfg.ndisks = 1;
+	}
+	for (int i = 0; i < a.ndisks; i++) {
+		cfg.disks[cfg.ndisks] = (struct lt_vm_disk){.path = a.disks[i]};
+		snprintf(cfg.disks[cfg.ndisks].id, sizeof(cfg.disks[0].id), "lttle-disk%d", i + 1);
+		cfg.ndisks++;
+	}
+	cmdline = make_cmdline(&a, is_ref);
+	if (!cmdline)
+		goto out;
+	cfg.cmdline = cmdline;
+	if (a.serial_log) {
+		if (open_out(a.serial_log, &serial_fd) < 0)
+			goto out;
+		cfg.serial_out_fd = serial_fd;
+	}
+	if (a.events_log) {
+		if (open_out(a.events_log, &events_fd) < 0)
+			goto out;
+		cfg.events_fd = events_fd;
+	}
+	if (isatty(0))
+		cfg.serial_in_fd = 0;
+
+	if (lt_vm_create(&cfg, &vm) < 0 || lt_vm_boot(vm) < 0)
+		goto out;
+	/* Threads inherit a mask with the stop signals blocked; only this
+	 * thread handles them. */
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	g_vm = vm;
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	rc = lt_vm_start(vm);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc < 0)
+		goto out;
+	if (!a.no_seccomp && lt_vm_seccomp(vm, NULL) < 0) {
+		lt_vm_request_stop(vm);
+		lt_vm_wait(vm, NULL);
+		goto out;
+	}
+	struct lt_vm_exit ex;
+	lt_vm_wait(vm, &ex);
+	lt_info("run: VM ended: %s%s%s", lt_vm_exit_reason_name(ex.reason),
+		ex.message[0] ? ": " : "", ex.message);
+	ret = exit_code(&ex);
+	goto done;
+out:
+	cli_fail("run");
+done:
+	g_vm = NULL;
+	lt_vm_destroy(vm);
+	if (tmp_overlay) {
+		unlink(tmp_overlay);
+		char *dir = lt_sprintf("%s/instances/run-%d", lt_home(), (int)getpid());
+		if (dir)
+			rmdir(dir);
+		free(dir);
+	}
+	if (serial_fd >= 0)
+		close(serial_fd);
+	if (events_fd >= 0)
+		close(events_fd);
+	free(rootfs_path);
+	free(tmp_overlay);
+	free(cmdline);
+	return ret;
+}

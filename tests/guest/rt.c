@@ -1,0 +1,167 @@
+/* Test guest runtime (see rt.h). */
+#include "rt.h"
+
+#define COM1 0x3f8
+#define GUEST_PORT 0x7f0
+
+void *memset(void *d, int c, u64 n)
+{
+	u8 *p = d;
+	while (n--)
+		*p++ = (u8)c;
+	return d;
+}
+
+void *memcpy(void *d, const void *s, u64 n)
+{
+	u8 *p = d;
+	const u8 *q = s;
+	while (n--)
+		*p++ = *q++;
+	return d;
+}
+
+int memcmp(const void *a, const void *b, u64 n)
+{
+	const u8 *p = a, *q = b;
+	for (; n; n--, p++, q++)
+		if (*p != *q)
+			return *p < *q ? -1 : 1;
+	return 0;
+}
+
+u64 strlen(const char *s)
+{
+	u64 n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+int strncmp(const char *a, const char *b, u64 n)
+{
+	for (; n; n--, a++, b++) {
+		if (*a != *b)
+			return *a < *b ? -1 : 1;
+		if (!*a)
+			return 0;
+	}
+	return 0;
+}
+
+void putc(char c)
+{
+	while (!(inb(COM1 + 5) & 0x20))
+		;
+	outb(COM1, (u8)c);
+}
+
+void puts(const char *s)
+{
+	while (*s)
+		putc(*s++);
+}
+
+static char *utoa(u64 v, char *end)
+{
+	*--end = 0;
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return end;
+}
+
+void putu(u64 v)
+{
+	char b[24];
+	puts(utoa(v, b + sizeof(b)));
+}
+
+void putx(u64 v)
+{
+	static const char hex[] = "0123456789abcdef";
+	char b[17];
+	for (int i = 15; i >= 0; i--, v >>= 4)
+		b[i] = hex[v & 15];
+	b[16] = 0;
+	puts(b);
+}
+
+void report(const char *line, char *reply)
+{
+	while (*line)
+		outb(GUEST_PORT, (u8)*line++);
+	outb(GUEST_PORT, '\n');
+	int i = 0;
+	for (; i < 127; i++) {
+		char c = (char)inb(GUEST_PORT);
+		if (i == 0 && c != '!')
+			break; /* no lttle host listening */
+		reply[i] = c;
+		if (c == '\n')
+			break;
+	}
+	reply[i] = 0;
+}
+
+void report_num(const char *word, i64 v)
+{
+	char line[64], reply[128];
+	u64 n = strlen(word);
+	memcpy(line, word, n);
+	line[n++] = ' ';
+	if (v < 0) {
+		line[n++] = '-';
+		v = -v;
+	}
+	char b[24];
+	char *s = utoa((u64)v, b + sizeof(b));
+	u64 k = strlen(s);
+	memcpy(line + n, s, k + 1);
+	report(line, reply);
+}
+
+const char *cmdline_get(const char *c, const char *key, u64 *len)
+{
+	u64 kl = strlen(key);
+	while (*c) {
+		while (*c == ' ')
+			c++;
+		if (!strncmp(c, key, kl) && c[kl] == '=') {
+			const char *v = c + kl + 1, *e = v;
+			while (*e && *e != ' ')
+				e++;
+			*len = (u64)(e - v);
+			return v;
+		}
+		while (*c && *c != ' ')
+			c++;
+	}
+	return 0;
+}
+
+u64 parse_u64(const char *s, u64 n)
+{
+	u64 v = 0;
+	int base = 10;
+	if (n > 2 && s[0] == '0' && s[1] == 'x') {
+		base = 16;
+		s += 2;
+		n -= 2;
+	}
+	for (u64 i = 0; i < n; i++) {
+		char c = s[i];
+		u64 d;
+		if (c >= '0' && c <= '9')
+			d = (u64)(c - '0');
+		else if (base == 16 && c >= 'a' && c <= 'f')
+			d = (u64)(c - 'a' + 10);
+		else if (base == 16 && c >= 'A' && c <= 'F')
+			d = (u64)(c - 'A' + 10);
+		else
+			break;
+		v = v * (u64)base + d;
+	}
+	return v;
+}
