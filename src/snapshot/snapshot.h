@@ -195,8 +195,10 @@ void lt_snap_lazy_stats(struct lt_snap_lazy *l, struct lt_snap_lazy_stats *st);
 int lt_snap_lazy_touched(struct lt_snap_lazy *l, uint64_t max_ms, uint32_t **ids, size_t *n);
 /* Waits until the prefetcher is done (fill_all: all memory is in). */
 void lt_snap_lazy_wait_prefetch(struct lt_snap_lazy *l);
-/* Unregisters the targets (holes then fault in as normal zero pages), stops
- * the threads and frees l. The memory stays mapped. NULL is fine. */
+/* Stops the threads, unregisters the targets and frees l; the memory stays
+ * mapped. From then on every page not yet installed reads as zero, so call
+ * it once the guest is gone, or after fill_all + lt_snap_lazy_wait_prefetch
+ * to detach from a running guest. NULL is fine. */
 void lt_snap_lazy_stop(struct lt_snap_lazy *l);
 
 /* Cached: the memory decompressed once into a sparse raw file in cache_dir
