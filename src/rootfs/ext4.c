@@ -121,29 +121,47 @@ static int estimate_fn(struct rf_dentry *d, unsigned depth, void *ctx)
 
 /* ---- allocation and extents ------------------------------------------ */
 
-/* Up to `want` contiguous free blocks at or after the cursor. */
+/* Free run at or after `from`, skipping gaps shorter than `min_len`
+ * (the holes flex_bg leaves between group tables) so files stay in one
+ * piece. ENOENT when there is none. */
+static errcode_t find_run(ext2fs_block_bitmap map, blk64_t from, blk64_t end, uint64_t want,
+			  uint64_t min_len, blk64_t *start, uint64_t *len)
+{
+	while (from <= end) {
+		blk64_t first, next;
+		errcode_t err = ext2fs_find_first_zero_block_bitmap2(map, from, end, &first);
+		if (err)
+			return err;
+		blk64_t last = want - 1 > end - first ? end : first + want - 1;
+		uint64_t n = ext2fs_find_first_set_block_bitmap2(map, first, last, &next) == 0
+				     ? next - first : last - first + 1;
+		if (n >= min_len || n == want) {
+			*start = first;
+			*len = n;
+			return 0;
+		}
+		from = first + n;
+	}
+	return ENOENT;
+}
+
+/* Up to `want` contiguous free blocks, from the cursor onwards. */
 static int alloc_run(struct ext4w *w, uint64_t want, blk64_t *start, uint64_t *got)
 {
 	ext2fs_block_bitmap map = w->fs->block_map;
 	blk64_t first_data = w->fs->super->s_first_data_block;
 	blk64_t end = ext2fs_blocks_count(w->fs->super) - 1;
-	blk64_t first, next;
-	errcode_t err = ext2fs_find_first_zero_block_bitmap2(map, w->cursor, end, &first);
-	if (err == ENOENT && w->cursor > first_data)
-		err = ext2fs_find_first_zero_block_bitmap2(map, first_data, end, &first);
+	uint64_t min_len = want < 64 ? want : 64;
+	errcode_t err = find_run(map, w->cursor, end, want, min_len, start, got);
+	if (err == ENOENT) /* nearly full: take any gap, from the start */
+		err = find_run(map, first_data, end, want, 1, start, got);
 	if (err) {
 		char hs[16];
 		return lt_fail("ext4: the image is full (%s): use a larger size",
 			       lt_human_size(ext2fs_blocks_count(w->fs->super) * BS, hs, sizeof(hs)));
 	}
-	blk64_t last = want - 1 > end - first ? end : first + want - 1;
-	if (ext2fs_find_first_set_block_bitmap2(map, first, last, &next) == 0)
-		*got = next - first;
-	else
-		*got = last - first + 1;
-	ext2fs_block_alloc_stats_range(w->fs, first, (blk_t)*got, +1);
-	*start = first;
-	w->cursor = first + *got;
+	ext2fs_block_alloc_stats_range(w->fs, *start, (blk_t)*got, +1);
+	w->cursor = *start + *got;
 	return 0;
 }
 

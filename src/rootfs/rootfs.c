@@ -102,6 +102,9 @@ static int inject_size(const struct rootfs_inject *inj, uint64_t *size)
 
 static int add_injects(struct rf_build *b)
 {
+	/* A root no layer described gets the newest time, not 1970. */
+	if (!b->tree.root_set)
+		b->tree.root->inode->mtime = b->tree.max_mtime;
 	int64_t now = (int64_t)time(NULL);
 	int64_t mtime = b->tree.max_mtime ? b->tree.max_mtime : now;
 	for (size_t i = 0; i < b->spec->n_injects; i++) {

@@ -90,6 +90,7 @@ struct rf_tree {
 	uint64_t n_entries;   /* tar entries seen, all layers */
 	uint64_t total_bytes; /* regular-file bytes seen, all layers */
 	int64_t max_mtime;
+	bool root_set;        /* a layer had an entry for "/" */
 	uint32_t mark;        /* current walk generation */
 	/* context for error messages */
 	unsigned layer;

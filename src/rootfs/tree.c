@@ -607,6 +607,7 @@ int rf_tree_apply(struct rf_tree *t, unsigned layer, uint32_t index, struct arch
 	if (t->n_comp == 0) {
 		if (archive_entry_filetype(e) != AE_IFDIR)
 			return efail(t, "the root must be a directory");
+		t->root_set = true;
 		return set_meta(t, t->root->inode, e);
 	}
 	struct rf_dentry *dir;

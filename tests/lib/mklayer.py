@@ -1,7 +1,18 @@
 #!/usr/bin/env python3
-"""Writes an OCI layer tar from a compact spec (python3 stdlib + zstd CLI).
+"""Writes an OCI layer tar from a compact spec (python3 stdlib + zstd CLI),
+and lists filesystem images in one canonical form to compare them.
 
     mklayer.py SPEC OUT        SPEC: a JSON or python-literal file, or '-'
+    mklayer.py ls-tar TAR      canonical listing of a tar ('-': stdin)
+    mklayer.py ls-sqfs IMG     ... of a squashfs image (via sqfs2tar)
+    mklayer.py ls-ext4 IMG     ... of an ext4 image (via debugfs; no
+                               /lost+found unless it has entries)
+
+Listing: one line per path, sorted, "/" first:
+    PATH TYPE MODE UID:GID MTIME [SIZE sha256:HEX16 | -> TARGET | MAJ,MIN]
+         [nlink=N | link=PRIMARY] [x:NAME=HEX ...]
+TYPE is d f l c b p s; hardlinked paths name the first (sorted) path of
+their inode as PRIMARY.
 
 Spec: {"compression": "none"|"gzip"|"zstd", "entries": [ENTRY, ...]}
 (a bare list means an uncompressed layer). Each ENTRY is a dict:
@@ -29,12 +40,16 @@ Paths are written as given (use "./etc" to mimic docker).
 import ast
 import base64
 import gzip
+import hashlib
 import io
 import json
+import os
 import random
+import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 import urllib.parse
 
 TYPES = {
@@ -168,7 +183,204 @@ def build(spec):
     return raw
 
 
+# ---- canonical listings -------------------------------------------------
+
+class Node:
+    def __init__(self, path, kind, mode, uid, gid, mtime):
+        self.path, self.kind, self.mode = path, kind, mode & 0o7777
+        self.uid, self.gid, self.mtime = uid, gid, mtime
+        self.size = None
+        self.digest = None
+        self.target = None
+        self.dev = None
+        self.xattrs = {}
+        self.group = None  # hardlink identity
+
+
+def hexdigest(data):
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def render(nodes):
+    groups = {}
+    for n in nodes:
+        if n.group is not None:
+            groups.setdefault(n.group, []).append(n.path)
+    out = []
+    for n in sorted(nodes, key=lambda n: (n.path != "/", n.path)):
+        f = [n.path, n.kind, "%04o" % n.mode, "%d:%d" % (n.uid, n.gid), str(n.mtime)]
+        if n.kind == "f":
+            f += [str(n.size), "sha256:" + n.digest]
+        elif n.kind == "l":
+            f += ["->", n.target]
+        elif n.kind in "cb":
+            f.append("%d,%d" % n.dev)
+        members = sorted(groups.get(n.group, [])) if n.group is not None else []
+        if len(members) > 1:
+            f.append("nlink=%d" % len(members) if members[0] == n.path else "link=" + members[0])
+        for k in sorted(n.xattrs):
+            f.append("x:%s=%s" % (k, n.xattrs[k].hex()))
+        out.append(" ".join(f))
+    return "\n".join(out) + "\n"
+
+
+TAR_KINDS = {tarfile.REGTYPE: "f", tarfile.AREGTYPE: "f", tarfile.DIRTYPE: "d",
+             tarfile.SYMTYPE: "l", tarfile.CHRTYPE: "c", tarfile.BLKTYPE: "b",
+             tarfile.FIFOTYPE: "p", tarfile.CONTTYPE: "f"}
+
+
+def list_tar(fileobj, strip=""):
+    nodes, by_path = [], {}
+    with tarfile.open(fileobj=fileobj, mode="r|*") as tf:
+        for m in tf:
+            name = m.name
+            if strip and (name == strip or name.startswith(strip + "/")):
+                name = name[len(strip):]
+            path = "/" + name.strip("/") if name.strip("/") not in ("", ".") else "/"
+            if m.type == tarfile.LNKTYPE:
+                tname = m.linkname
+                if strip and tname.startswith(strip + "/"):
+                    tname = tname[len(strip):]
+                prim = by_path["/" + tname.strip("/")]
+                if prim.group is None:
+                    prim.group = prim.path
+                n = Node(path, prim.kind, prim.mode, prim.uid, prim.gid, prim.mtime)
+                n.size, n.digest, n.xattrs, n.group = prim.size, prim.digest, prim.xattrs, prim.group
+                n.target, n.dev = prim.target, prim.dev
+                nodes.append(n)
+                by_path[path] = n
+                continue
+            n = Node(path, TAR_KINDS.get(m.type, "?"), m.mode, m.uid, m.gid, int(m.mtime))
+            if n.kind == "f":
+                data = tf.extractfile(m).read()
+                n.size, n.digest = len(data), hexdigest(data)
+            elif n.kind == "l":
+                n.target = m.linkname
+            elif n.kind in "cb":
+                n.dev = (m.devmajor, m.devminor)
+            for k, v in m.pax_headers.items():
+                if k.startswith("SCHILY.xattr."):
+                    n.xattrs[k[13:]] = v.encode("utf-8", "surrogateescape")
+            nodes.append(n)
+            by_path[path] = n
+    return nodes
+
+
+def debugfs(img, cmds):
+    """Runs debugfs commands; returns {command: output}."""
+    r = subprocess.run(["debugfs", "-f", "-", img], input="\n".join(cmds) + "\n",
+                       capture_output=True, text=True, errors="surrogateescape")
+    res, cur = {}, None
+    for line in r.stdout.splitlines():
+        if line.startswith("debugfs: "):
+            cur = line[9:]
+            res[cur] = []
+        elif cur is not None:
+            res[cur].append(line)
+    return res
+
+
+def parse_ea(lines):
+    xattrs = {}
+    for line in lines:
+        m = re.match(r"^\s*(\S+) \((\d+)\)(?: = (.*))?$", line)
+        if not m:
+            continue
+        val = m.group(3) or ""
+        if val.startswith('"'):
+            b = val[1:val.rindex('"')].encode("utf-8", "surrogateescape")
+        else:
+            b = bytes.fromhex(val.replace(" ", ""))
+        xattrs[m.group(1)] = b
+    return xattrs
+
+
+def list_ext4(img, keep_lpf=False):
+    nodes = []
+    inodes = {}
+    todo = [("/", 2)]
+    root = None
+    while todo:
+        res = debugfs(img, ["ls -p <%d>" % ino for _, ino in todo])
+        nxt = []
+        for dpath, dino in todo:
+            for line in res.get("ls -p <%d>" % dino, []):
+                parts = line.split("/")
+                if len(parts) < 8:
+                    continue
+                ino, mode, name = int(parts[1]), int(parts[2], 8), "/".join(parts[5:-2])
+                if ino == 0:
+                    continue  # unused slot (empty directory blocks)
+                if name in (".", ".."):
+                    if name == "." and dpath == "/":
+                        root = ino
+                    continue
+                path = (dpath.rstrip("/") + "/" + name)
+                inodes.setdefault(ino, []).append(path)
+                if (mode & 0o170000) == 0o040000:
+                    nxt.append((path, ino))
+        todo = nxt
+    inodes[root or 2] = ["/"]
+    cmds = []
+    tmp = tempfile.mkdtemp()
+    for ino in inodes:
+        cmds += ["stat <%d>" % ino, "ea_list <%d>" % ino, "dump <%d> %s/%d" % (ino, tmp, ino)]
+    res = debugfs(img, cmds)
+    kinds = {"regular": "f", "directory": "d", "symlink": "l", "character special": "c",
+             "block special": "b", "FIFO": "p", "socket": "s"}
+    for ino, paths in inodes.items():
+        st = "\n".join(res.get("stat <%d>" % ino, []))
+        kind = kinds.get(re.search(r"Type: (.+?)\s+Mode:", st).group(1), "?")
+        mode = int(re.search(r"Mode:\s+(\d+)", st).group(1), 8)
+        uid = int(re.search(r"User:\s+(\d+)", st).group(1))
+        gid = int(re.search(r"Group:\s+(\d+)", st).group(1))
+        mtime = int(re.search(r"mtime: 0x([0-9a-f]+)", st).group(1), 16)
+        size = int(re.search(r"Size: (\d+)", st).group(1))
+        data = b""
+        fname = "%s/%d" % (tmp, ino)
+        if os.path.exists(fname):
+            data = open(fname, "rb").read()
+            os.unlink(fname)
+        for path in paths:
+            if path == "/lost+found" and not keep_lpf and kind == "d" and \
+                    not any(p.startswith("/lost+found/") for ps in inodes.values() for p in ps):
+                continue
+            n = Node(path, kind, mode, uid, gid, mtime)
+            if kind == "f":
+                n.size, n.digest = size, hexdigest(data)
+            elif kind == "l":
+                m = re.search(r'Fast link dest: "(.*)"', st)
+                n.target = m.group(1) if m else data[:size].decode("utf-8", "surrogateescape")
+            elif kind in "cb":
+                m = re.search(r"Device major/minor number: (\d+):(\d+)", st)
+                n.dev = (int(m.group(1)), int(m.group(2)))
+            n.xattrs = parse_ea(res.get("ea_list <%d>" % ino, []))
+            if kind != "d" and len(paths) > 1:
+                n.group = ino
+            nodes.append(n)
+    os.rmdir(tmp)
+    return nodes
+
+
+def list_sqfs(img):
+    r = subprocess.run(["sqfs2tar", "-r", "R", img], capture_output=True, check=True)
+    return list_tar(io.BytesIO(r.stdout), strip="R")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1].startswith("ls-"):
+        what, arg = sys.argv[1], sys.argv[2]
+        if what == "ls-tar":
+            f = sys.stdin.buffer if arg == "-" else open(arg, "rb")
+            nodes = list_tar(f)
+        elif what == "ls-sqfs":
+            nodes = list_sqfs(arg)
+        elif what == "ls-ext4":
+            nodes = list_ext4(arg)
+        else:
+            raise SystemExit(__doc__)
+        sys.stdout.write(render(nodes))
+        return
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     data = build(load_spec(sys.argv[1]))
