@@ -20,6 +20,9 @@ Options (combinable):
   --truncate-first N       cut the first N blob bodies in half (full
                            Content-Length announced, then the connection closes)
   --extra-bytes N          blob bodies get N junk bytes more than they should
+  --blob-match REGEX       --truncate-first/--extra-bytes/--chunked only touch
+                           blobs whose path matches (default: all)
+  --chunked                send blob bodies chunked, without Content-Length
   --content-type T         rewrite the Content-Type of manifest responses
 """
 import argparse
@@ -157,7 +160,10 @@ class ProxyHandler(Base):
                 if k.lower() not in ("content-length", "connection", "transfer-encoding")}
         if "/manifests/" in path and A.content_type and r.status == 200:
             hdrs["Content-Type"] = A.content_type
-        if blob and r.status in (200, 206) and self.command == "GET":
+        if blob and r.status in (200, 206) and self.command == "GET" and \
+                re.search(A.blob_match, path):
+            if A.chunked:
+                return self.send_chunked(r.status, hdrs, body + b"X" * A.extra_bytes)
             if A.extra_bytes:
                 body += b"X" * A.extra_bytes
             with LOCK:
@@ -176,6 +182,19 @@ class ProxyHandler(Base):
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
         self.reply(r.status, body, hdrs)
+
+
+    def send_chunked(self, status, hdrs, body):
+        self.send_response(status)
+        for k, v in hdrs.items():
+            self.send_header(k, v)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(0, len(body), 4096):
+            part = body[i:i + 4096]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\n\r\n")
+        self.note(f"{status}-chunked")
 
 
 def serve(addr, handler):
@@ -206,6 +225,8 @@ def main():
     ap.add_argument("--truncate-first", type=int, default=0)
     ap.add_argument("--extra-bytes", type=int, default=0)
     ap.add_argument("--content-type")
+    ap.add_argument("--blob-match", default="")
+    ap.add_argument("--chunked", action="store_true")
     A = ap.parse_args()
     if A.token_listen:
         serve(A.token_listen, TokenHandler)
