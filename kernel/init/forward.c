@@ -13,6 +13,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +241,8 @@ int li_fwd_run(struct li_fwd *f)
 	if (f->n > LI_MAX_PORTS)
 		return lt_fail("more than %d forwarded ports", LI_MAX_PORTS);
 	unsigned timeout_ms = f->connect_timeout_ms ? f->connect_timeout_ms : 3000;
+	/* splice() into a socket whose peer is gone raises SIGPIPE */
+	signal(SIGPIPE, SIG_IGN);
 	for (size_t i = 0; i < f->n; i++)
 		pfd[i] = (struct pollfd){.fd = f->listen_fd[i], .events = POLLIN};
 	pfd[f->n] = (struct pollfd){.fd = f->stop_fd, .events = POLLIN};

@@ -207,9 +207,11 @@ struct li_fwd {
 
 /* Accepts on every listener and forwards each connection to 127.0.0.1
  * with splice() both ways (honouring half-close), one thread per
- * direction. Returns when stop_fd becomes readable. */
+ * direction. Returns when stop_fd becomes readable. Ignores SIGPIPE for
+ * the whole process (it runs in a process of its own in the guest). */
 int li_fwd_run(struct li_fwd *f);
-/* Forwards one established pair until both directions end; closes both. */
+/* Forwards one established pair until both directions end; closes both.
+ * SIGPIPE must be ignored. */
 void li_fwd_pair(int a, int b);
 
 /* ---- the app (app.c) -------------------------------------------------- */
