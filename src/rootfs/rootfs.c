@@ -195,7 +195,8 @@ static int make_plan(struct rf_build *b, struct plan *p)
 	if (r < 0)
 		return -1;
 	for (size_t i = 0; i < nl; i++)
-		qsort(p->v[i], p->n[i], sizeof(*p->v[i]), cmp_want);
+		if (p->n[i])
+			qsort(p->v[i], p->n[i], sizeof(*p->v[i]), cmp_want);
 	return 0;
 }
 

@@ -24,20 +24,20 @@
 
 static char rt_dir[64];
 
-static const char *rt_root(void)
+static inline const char *rt_root(void)
 {
 	const char *r = getenv("LTTLE_ROOT");
 	return r && *r ? r : ".";
 }
 
-static bool rt_have(const char *tool)
+static inline bool rt_have(const char *tool)
 {
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", tool);
 	return system(cmd) == 0;
 }
 
-static int rt_setup(void **state)
+static inline int rt_setup(void **state)
 {
 	(void)state;
 	snprintf(rt_dir, sizeof(rt_dir), "/tmp/lttle-rootfs.XXXXXX");
@@ -46,7 +46,7 @@ static int rt_setup(void **state)
 	return 0;
 }
 
-static int rt_teardown(void **state)
+static inline int rt_teardown(void **state)
 {
 	(void)state;
 	if (!getenv("KEEP_TMP"))
@@ -55,7 +55,7 @@ static int rt_teardown(void **state)
 }
 
 /* A path inside the test's temp dir (rotating static buffers). */
-static const char *rt_path(const char *name)
+static inline const char *rt_path(const char *name)
 {
 	static char bufs[8][512];
 	static int i;
@@ -65,7 +65,7 @@ static const char *rt_path(const char *name)
 }
 
 /* Output of a shell command (caller frees); *status gets the exit code. */
-static char *rt_run(const char *cmd, int *status)
+static inline char *rt_run(const char *cmd, int *status)
 {
 	FILE *f = popen(cmd, "r");
 	assert_non_null(f);
@@ -81,8 +81,8 @@ static char *rt_run(const char *cmd, int *status)
 	return (char *)b.data;
 }
 
-static char *rt_runf(int *status, const char *fmt, ...) LT_PRINTF(2, 3);
-static char *rt_runf(int *status, const char *fmt, ...)
+static inline char *rt_runf(int *status, const char *fmt, ...) LT_PRINTF(2, 3);
+static inline char *rt_runf(int *status, const char *fmt, ...)
 {
 	char cmd[2048];
 	va_list ap;
@@ -93,7 +93,7 @@ static char *rt_runf(int *status, const char *fmt, ...)
 }
 
 /* Writes layer `name` from a JSON spec (see mklayer.py). */
-static const char *rt_layer(const char *name, const char *spec)
+static inline const char *rt_layer(const char *name, const char *spec)
 {
 	const char *specf = rt_path("spec.json");
 	FILE *f = fopen(specf, "w");
@@ -109,7 +109,7 @@ static const char *rt_layer(const char *name, const char *spec)
 	return out;
 }
 
-static int rt_build_ex(enum rootfs_format fmt, const char *out, const char **layers, size_t n,
+static inline int rt_build_ex(enum rootfs_format fmt, const char *out, const char **layers, size_t n,
 		       const struct rootfs_inject *inj, size_t n_inj, uint64_t size,
 		       struct rootfs_stats *st)
 {
@@ -125,13 +125,13 @@ static int rt_build_ex(enum rootfs_format fmt, const char *out, const char **lay
 	return rootfs_build(&s, out, st);
 }
 
-static int rt_build(enum rootfs_format fmt, const char *out, const char **layers, size_t n)
+static inline int rt_build(enum rootfs_format fmt, const char *out, const char **layers, size_t n)
 {
 	return rt_build_ex(fmt, out, layers, n, NULL, 0, 0, NULL);
 }
 
 /* Canonical listing of an image (mklayer.py ls-ext4 / ls-sqfs). */
-static char *rt_list(enum rootfs_format fmt, const char *img)
+static inline char *rt_list(enum rootfs_format fmt, const char *img)
 {
 	int st;
 	char *o = rt_runf(&st, "python3 %s/tests/lib/mklayer.py %s %s", rt_root(),
@@ -143,7 +143,7 @@ static char *rt_list(enum rootfs_format fmt, const char *img)
 
 /* The image passes the format's own checker: e2fsck -fn (clean, exit 0)
  * or unsquashfs (squashfs-tools) listing it without error. */
-static void rt_check_fs(enum rootfs_format fmt, const char *img)
+static inline void rt_check_fs(enum rootfs_format fmt, const char *img)
 {
 	int st;
 	char *o = fmt == ROOTFS_EXT4 ? rt_runf(&st, "e2fsck -fn %s 2>&1", img)
@@ -154,7 +154,7 @@ static void rt_check_fs(enum rootfs_format fmt, const char *img)
 	free(o);
 }
 
-static void rt_expect_listing(enum rootfs_format fmt, const char *img, const char *want)
+static inline void rt_expect_listing(enum rootfs_format fmt, const char *img, const char *want)
 {
 	char *got = rt_list(fmt, img);
 	if (strcmp(got, want) != 0)
@@ -165,7 +165,7 @@ static void rt_expect_listing(enum rootfs_format fmt, const char *img, const cha
 
 /* Builds both formats from the same layers; checks each with its tool and
  * against the expected canonical listing. */
-static void rt_build_both_expect(const char **layers, size_t n, const char *want)
+static inline void rt_build_both_expect(const char **layers, size_t n, const char *want)
 {
 	const enum rootfs_format fmts[] = {ROOTFS_EXT4, ROOTFS_SQUASHFS};
 	for (size_t i = 0; i < 2; i++) {
@@ -178,7 +178,7 @@ static void rt_build_both_expect(const char **layers, size_t n, const char *want
 }
 
 /* Nothing but `keep` (NULL-terminated names) is left in the temp dir. */
-static void rt_expect_dir_only(const char *const *keep)
+static inline void rt_expect_dir_only(const char *const *keep)
 {
 	DIR *d = opendir(rt_dir);
 	assert_non_null(d);
@@ -197,7 +197,7 @@ static void rt_expect_dir_only(const char *const *keep)
 	closedir(d);
 }
 
-static void rt_need_tools(void)
+static inline void rt_need_tools(void)
 {
 	const char *tools[] = {"python3", "e2fsck", "debugfs", "sqfs2tar", "rdsquashfs",
 			       "unsquashfs", "zstd"};
