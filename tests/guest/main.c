@@ -10,7 +10,9 @@
  *             read back, flush, get-id
  *   vsock     echo a host-initiated stream on port 1234, then connect to
  *             host port 5000 and send a line
- * and then lt.end=halt|reset|poweroff|exit:N|spin (default halt). */
+ * and then lt.end=halt|reset|poweroff|exit:N|spin|idle|crash (default halt).
+ * After hello the guest drops to ring 3 with IOPL 3 (lt.ring0=1 keeps it
+ * in ring 0): nested hosts emulate guest ring 0, ring 3 runs natively. */
 #include "rt.h"
 #include "vio.h"
 
@@ -116,14 +118,11 @@ static u64 pattern_check(u64 start, u64 bytes, u64 seed)
 
 static u64 high_pd[512] __attribute__((aligned(4096)));
 
-static void t_mem(void)
+/* RAM above 4 GiB: map 4..5 GiB through our own page directory (ring 0,
+ * before dropping to ring 3). */
+static u64 high_base, high_size;
+static void map_high(void)
 {
-	u64 mib = opt("lt.mem", 4);
-	u64 h = pattern_check(16ULL << 20, mib << 20, 0x1234);
-	puts("memsum ");
-	putx(h);
-	puts("\n");
-	/* RAM above 4 GiB: map 4..5 GiB through our own page directory. */
 	u8 n = zp[0x1e8];
 	for (int i = 0; i < n; i++) {
 		u8 *e = zp + 0x2d0 + 20 * i;
@@ -138,10 +137,23 @@ static void t_mem(void)
 			high_pd[j] = (0x100000000ULL + (j << 21)) | 0x83;
 		pdpt[4] = (u64)high_pd | 3;
 		__asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
-		u64 len = sz < (1ULL << 20) ? sz : (1ULL << 20);
-		u64 hh = pattern_check(a, len, 0x5678);
+		high_base = a;
+		high_size = sz;
+	}
+}
+
+static void t_mem(void)
+{
+	u64 mib = opt("lt.mem", 4);
+	u64 h = pattern_check(16ULL << 20, mib << 20, 0x1234);
+	puts("memsum ");
+	putx(h);
+	puts("\n");
+	if (high_size) {
+		u64 len = high_size < (1ULL << 20) ? high_size : (1ULL << 20);
+		u64 hh = pattern_check(high_base, len, 0x5678);
 		puts("highmem ");
-		putu(sz >> 20);
+		putu(high_size >> 20);
 		puts(" MiB sum ");
 		putx(hh);
 		puts("\n");
@@ -323,6 +335,7 @@ static void t_vsock(void)
 	for (int i = 0; i < RXB; i++)
 		rx_post(&d, i);
 	report("ready", (char *)txbuf);
+	puts("vsock listening\n");
 	static u8 pkt[44 + 512];
 	u32 hport = 0;
 	/* Host-initiated echo on port 1234: upper-case what arrives. */
@@ -372,6 +385,10 @@ void gmain(u8 *zero_page)
 	cmdline = (const char *)(u64) * (u32 *)(zp + 0x228);
 	if (has_test("hello"))
 		t_hello();
+	map_high();
+	/* Ring 0 is emulated on nested hosts: run the rest in ring 3. */
+	if (!opt("lt.ring0", 0))
+		go_user();
 	if (has_test("events"))
 		t_events();
 	if (has_test("mem"))
@@ -397,9 +414,11 @@ void gmain(u8 *zero_page)
 	} else if (end && n == 4 && !strncmp(end, "spin", 4)) {
 		for (;;)
 			barrier();
-	} else if (end && n == 6 && !strncmp(end, "idlehl", 6)) {
-		for (;;)
-			__asm__ volatile("sti; hlt; cli");
+	} else if (end && n == 4 && !strncmp(end, "idle", 4)) {
+		idle_forever();
+	} else if (end && n == 5 && !strncmp(end, "crash", 5)) {
+		puts("crashing\n");
+		__asm__ volatile("ud2"); /* no IDT: triple fault */
 	}
 	puts("halting\n");
 	halt_forever();

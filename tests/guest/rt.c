@@ -165,3 +165,75 @@ u64 parse_u64(const char *s, u64 n)
 	}
 	return v;
 }
+
+int in_user;
+
+static const u64 gdt[6] __attribute__((aligned(16))) = {
+	0,
+	0,
+	0x00af9b000000ffffULL, /* 0x10 kernel code */
+	0x00cf93000000ffffULL, /* 0x18 kernel data */
+	0x00cff3000000ffffULL, /* 0x20 user data */
+	0x00affb000000ffffULL, /* 0x28 user code */
+};
+
+static void wrmsr(u32 msr, u64 v)
+{
+	__asm__ volatile("wrmsr" ::"c"(msr), "a"((u32)v), "d"((u32)(v >> 32)));
+}
+
+static u64 rdmsr(u32 msr)
+{
+	u32 lo, hi;
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return ((u64)hi << 32) | lo;
+}
+
+extern void enter_user(void);
+extern void syscall_entry(void);
+
+void go_user(void)
+{
+	struct {
+		u16 limit;
+		u64 base;
+	} __attribute__((packed)) d = {sizeof(gdt) - 1, (u64)gdt};
+	__asm__ volatile("lgdt %0" ::"m"(d));
+	/* User bit on every level of the identity map. */
+	u64 cr3;
+	__asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+	u64 *pml4 = (u64 *)(cr3 & ~0xfffULL);
+	pml4[0] |= 4;
+	u64 *pdpt = (u64 *)(pml4[0] & ~0xfffULL);
+	for (int i = 0; i < 8; i++) {
+		if (!(pdpt[i] & 1))
+			continue;
+		pdpt[i] |= 4;
+		u64 *pd = (u64 *)(pdpt[i] & ~0xfffULL);
+		for (int j = 0; j < 512; j++)
+			pd[j] |= 4;
+	}
+	__asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
+	wrmsr(0xc0000080, rdmsr(0xc0000080) | 1); /* EFER.SCE */
+	wrmsr(0xc0000081, 0x10ULL << 32);          /* STAR: SYSCALL CS 0x10 */
+	wrmsr(0xc0000082, (u64)syscall_entry);     /* LSTAR */
+	wrmsr(0xc0000084, 0x200);                  /* FMASK: IF */
+	enter_user();
+	in_user = 1;
+}
+
+void halt_forever(void)
+{
+	if (in_user)
+		__asm__ volatile("syscall" ::"a"(0UL) : "rcx", "r11", "memory");
+	for (;;)
+		__asm__ volatile("cli; hlt");
+}
+
+void idle_forever(void)
+{
+	if (in_user)
+		__asm__ volatile("syscall" ::"a"(1UL) : "rcx", "r11", "memory");
+	for (;;)
+		__asm__ volatile("sti; hlt; cli");
+}

@@ -20,11 +20,13 @@ static inline u8 inb(u16 port)
 }
 static inline u32 mmio_r32(u64 a) { return *(volatile u32 *)a; }
 static inline void mmio_w32(u64 a, u32 v) { *(volatile u32 *)a = v; }
-static inline void halt_forever(void)
-{
-	for (;;)
-		__asm__ volatile("cli; hlt");
-}
+extern int in_user;
+/* Halts for good (through SYSCALL when running in ring 3). */
+void halt_forever(void) __attribute__((noreturn));
+/* sti; hlt forever: an idle guest that is not halted for good. */
+void idle_forever(void) __attribute__((noreturn));
+/* Drops to ring 3 (IOPL 3): user pages, GDT, SYSCALL set up first. */
+void go_user(void);
 
 void *memset(void *d, int c, u64 n);
 void *memcpy(void *d, const void *s, u64 n);

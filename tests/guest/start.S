@@ -14,3 +14,32 @@ _start:
 	.balign 16
 	.space 65536
 stack_top:
+
+/* enter_user(): returns to the caller in ring 3 with IOPL 3, so port I/O
+ * still works and the guest's loops run natively (ring 0 is emulated on
+ * nested hosts). Needs the GDT from user_setup() (0x23 data, 0x2b code). */
+	.text
+	.globl enter_user
+enter_user:
+	pop %rax
+	mov %rsp, %rcx
+	pushq $0x23
+	pushq %rcx
+	pushq $0x3002
+	pushq $0x2b
+	pushq %rax
+	iretq
+
+/* SYSCALL lands here in ring 0: rax 0 = halt for good, 1 = idle with
+ * interrupts enabled (sti; hlt forever). */
+	.globl syscall_entry
+syscall_entry:
+	cmp $1, %rax
+	je 2f
+1:	cli
+	hlt
+	jmp 1b
+2:	sti
+	hlt
+	cli
+	jmp 2b

@@ -16,8 +16,8 @@ struct vdesc {
 struct vq {
 	struct vdesc desc[VQ_SIZE] __attribute__((aligned(16)));
 	u16 avail_flags, avail_idx, avail_ring[VQ_SIZE], used_event;
-	u8 pad[4096];
-	volatile u16 used_flags, used_idx;
+	volatile u16 used_flags __attribute__((aligned(4096)));
+	volatile u16 used_idx;
 	struct {
 		u32 id, len;
 	} used_ring[VQ_SIZE];
