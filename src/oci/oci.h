@@ -3,9 +3,14 @@
  *
  * Store layout under a root (normally lt_home()):
  *     blobs/sha256/<hex>     layers, configs, manifests, indexes
- *     refs/<escaped ref>     text file: "<manifest digest>\n" (single-platform)
+ *     refs/<registry>/<repository>/_tags/<tag>         text file: "<manifest
+ *     refs/<registry>/<repository>/_digests/sha256:<hex>  digest>\n" (always a
+ *                            single-platform manifest; mtime = when stored)
  *     tmp/                   partial downloads (same filesystem, for rename)
+ *     lock                   flock: writers shared, GC exclusive
  * Every blob is verified (digest and size) before it is renamed into place.
+ * Repository components start with [a-z0-9], so "_tags"/"_digests" never
+ * collide with them.
  */
 #ifndef LTTLE_OCI_H
 #define LTTLE_OCI_H

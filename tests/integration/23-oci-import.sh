@@ -83,6 +83,42 @@ assert_eq '["A=1"]' "$(json_get "$T/da.json" runtime env)" "config kept"
 assert_eq "$out" "$("$LTTLE" import -q --tag other/name:2 "$T/da.tar")" "same digest on re-import"
 assert_contains "$(refs)" "docker.io/other/name/_tags/2" "--tag"
 
+log "newer docker save layout (oci-layout + index.json + manifest.json over blobs/sha256)"
+pristine
+gzd=$(mkimage digest "$T/gz" v1)
+python3 - "$T/gz" "$gzd" "$T/newsave" <<'PY'
+import json, os, shutil, sys
+src, digest, out = sys.argv[1:]
+shutil.copytree(src, out)
+man = json.load(open(f"{out}/blobs/sha256/{digest[7:]}"))
+idx = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+       "manifests": [{"mediaType": man["mediaType"], "digest": digest,
+                      "size": os.path.getsize(f"{out}/blobs/sha256/{digest[7:]}"),
+                      "annotations": {"io.containerd.image.name": "docker.io/library/newsave:7",
+                                      "org.opencontainers.image.ref.name": "7"}}]}
+json.dump(idx, open(f"{out}/index.json", "w"))
+b = lambda d: "blobs/sha256/" + d["digest"][7:]
+json.dump([{"Config": b(man["config"]), "RepoTags": ["newsave:7"],
+            "Layers": [b(l) for l in man["layers"]]}], open(f"{out}/manifest.json", "w"))
+PY
+tar -C "$T/newsave" -cf "$T/newsave.tar" .
+assert_eq "$gzd" "$("$LTTLE" import -q "$T/newsave.tar")" "index.json is preferred"
+assert_eq "docker.io/library/newsave/_tags/7" "$(refs)" "name from io.containerd.image.name"
+# Without index.json: the docker path, config checked against its file
+# name, a gzip layer checked against its diff_id after decompression.
+pristine
+rm "$T/newsave/index.json" "$T/newsave/oci-layout"
+tar -C "$T/newsave" -cf "$T/oldpath.tar" .
+out=$("$LTTLE" import -q "$T/oldpath.tar")
+"$LTTLE" inspect --json newsave:7 >"$T/ns.json"
+assert_contains "$(cat "$T/ns.json")" "application/vnd.oci.image.layer.v1.tar+gzip" "gzip layer detected"
+cfgd=$(json_get "$(layout_blob "$T/gz" "$gzd")" config digest)
+mv "$T/newsave/blobs/sha256/${cfgd#sha256:}" "$T/newsave/blobs/sha256/$(printf 'e%.0s' {1..64})"
+sed -i "s/${cfgd#sha256:}/$(printf 'e%.0s' {1..64})/" "$T/newsave/manifest.json"
+tar -C "$T/newsave" -cf "$T/badcfg.tar" .
+expect_fail "config under a wrong digest name" "$LTTLE" import "$T/badcfg.tar"
+assert_contains "$(cat "$T/err")" "digest mismatch" "config name check"
+
 log "tampered archives are refused, nothing stored"
 pristine
 cp -r "$T/amd" "$T/bad"
