@@ -34,9 +34,9 @@ void snap_err_init(struct snap_err *e)
 void snap_err_set(struct snap_err *e)
 {
 	pthread_mutex_lock(&e->lock);
-	if (!e->failed) {
-		e->failed = 1;
+	if (!snap_err_failed(e)) {
 		snprintf(e->msg, sizeof(e->msg), "%s", lt_errmsg());
+		__atomic_store_n(&e->failed, 1, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&e->lock);
 }

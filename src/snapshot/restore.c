@@ -68,7 +68,7 @@ static void *scatter_worker(void *arg)
 		lt_fail("out of memory restoring %s", s->name);
 		snap_err_set(&j->err);
 	}
-	while (!__atomic_load_n(&j->err.failed, __ATOMIC_RELAXED)) {
+	while (!snap_err_failed(&j->err)) {
 		size_t c = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
 		if (c >= s->nchunks)
 			break;
@@ -97,7 +97,7 @@ static int run_scatter(struct scatter_job *j, int threads)
 	scatter_worker(j);
 	for (int i = 0; i < started; i++)
 		pthread_join(tid[i], NULL);
-	return j->err.failed ? snap_err_raise(&j->err) : 0;
+	return snap_err_failed(&j->err) ? snap_err_raise(&j->err) : 0;
 }
 
 int lt_snap_restore_eager(struct lt_snap *s, const struct lt_snap_region *targets, size_t n,

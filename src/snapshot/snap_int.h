@@ -145,6 +145,10 @@ struct snap_err {
 	char msg[512];
 };
 void snap_err_init(struct snap_err *e);
+static inline int snap_err_failed(struct snap_err *e)
+{
+	return __atomic_load_n(&e->failed, __ATOMIC_ACQUIRE);
+}
 void snap_err_set(struct snap_err *e); /* from lt_errmsg() of this thread */
 int snap_err_raise(struct snap_err *e); /* re-records in the caller; -1 */
 

@@ -257,7 +257,7 @@ static void *scan_worker(void *arg)
 	struct scan_job *j = arg;
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
-		size_t i = j->next < j->nitems && !j->err.failed ? j->next++ : j->nitems;
+		size_t i = j->next < j->nitems && !snap_err_failed(&j->err) ? j->next++ : j->nitems;
 		pthread_mutex_unlock(&j->lock);
 		if (i >= j->nitems)
 			break;
@@ -322,7 +322,7 @@ static int scan_memory(struct lt_snap_writer *w, const struct lt_snap_region *r,
 	snap_err_init(&j.err);
 	run_threads(w->threads, scan_worker, &j);
 
-	int rc = j.err.failed ? snap_err_raise(&j.err) : 0;
+	int rc = snap_err_failed(&j.err) ? snap_err_raise(&j.err) : 0;
 	size_t total = 0;
 	for (size_t i = 0; i < nitems; i++) {
 		total += j.items[i].nruns;
@@ -467,9 +467,10 @@ static void *compress_worker(void *arg)
 	}
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
-		while (!j->err.failed && j->next < w->nchunks && j->next >= j->written + j->window)
+		while (!snap_err_failed(&j->err) && j->next < w->nchunks &&
+		       j->next >= j->written + j->window)
 			pthread_cond_wait(&j->space, &j->lock);
-		if (j->err.failed || j->next >= w->nchunks) {
+		if (snap_err_failed(&j->err) || j->next >= w->nchunks) {
 			pthread_cond_broadcast(&j->done);
 			pthread_mutex_unlock(&j->lock);
 			break;
@@ -525,10 +526,10 @@ static int write_chunks(struct lt_snap_writer *w)
 	for (size_t c = 0; rc == 0 && c < w->nchunks; c++) {
 		struct cslot *slot = &j.slots[c % j.window];
 		pthread_mutex_lock(&j.lock);
-		while (!j.err.failed && slot->state != 2)
+		while (!snap_err_failed(&j.err) && slot->state != 2)
 			pthread_cond_wait(&j.done, &j.lock);
 		pthread_mutex_unlock(&j.lock);
-		if (j.err.failed)
+		if (snap_err_failed(&j.err))
 			break;
 		w->chunks[c].offset = w->pos - w->data_off;
 		w->chunks[c].clen = (uint32_t)slot->clen;
@@ -543,11 +544,11 @@ static int write_chunks(struct lt_snap_writer *w)
 		pthread_cond_broadcast(&j.space);
 		pthread_mutex_unlock(&j.lock);
 	}
-	if (rc == 0 && j.err.failed)
+	if (rc == 0 && snap_err_failed(&j.err))
 		rc = snap_err_raise(&j.err);
 	pthread_mutex_lock(&j.lock);
-	if (rc < 0 && !j.err.failed)
-		j.err.failed = 1; /* stop the workers */
+	if (rc < 0 && !snap_err_failed(&j.err))
+		__atomic_store_n(&j.err.failed, 1, __ATOMIC_RELEASE); /* stop the workers */
 	pthread_cond_broadcast(&j.space);
 	pthread_mutex_unlock(&j.lock);
 	for (int i = 0; i < started; i++)
