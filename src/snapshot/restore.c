@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -172,6 +173,12 @@ static int cache_build(struct lt_snap *s, const char *path, int threads)
 	return lt_atomic_commit(&a);
 }
 
+static bool cache_ready(const struct lt_snap *s, const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == s->mem_size;
+}
+
 int lt_snap_cache_prepare(struct lt_snap *s, const char *cache_dir, int threads, char **path)
 {
 	*path = NULL;
@@ -179,14 +186,31 @@ int lt_snap_cache_prepare(struct lt_snap *s, const char *cache_dir, int threads,
 	if (cache_name(s, hex) < 0)
 		return lt_fail_ctx("%s: memory cache", s->name);
 	char *p = lt_sprintf("%s/mem-%s.raw", cache_dir, hex);
-	if (!p)
+	char *lock = lt_sprintf("%s/mem-%s.lock", cache_dir, hex);
+	if (!p || !lock) {
+		free(p);
+		free(lock);
 		return -1;
-	struct stat st;
-	if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == s->mem_size) {
+	}
+	if (cache_ready(s, p)) {
+		free(lock);
 		*path = p;
 		return 0;
 	}
-	if (lt_mkdir_p(cache_dir, 0755) < 0 || cache_build(s, p, threads) < 0) {
+	/* A burst of restores on a cold cache: one builds, the others wait. */
+	int rc = lt_mkdir_p(cache_dir, 0755);
+	int lfd = rc == 0 ? open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+	if (rc == 0 && lfd < 0)
+		rc = lt_fail_errno("cannot open %s", lock);
+	while (rc == 0 && flock(lfd, LOCK_EX) < 0)
+		if (errno != EINTR)
+			rc = lt_fail_errno("cannot lock %s", lock);
+	if (rc == 0 && !cache_ready(s, p))
+		rc = cache_build(s, p, threads);
+	if (lfd >= 0)
+		close(lfd); /* releases the lock */
+	free(lock);
+	if (rc < 0) {
 		free(p);
 		return lt_fail_ctx("%s: memory cache", s->name);
 	}

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/wait.h>
 
 #define CHUNK (256u << 10)
 #define NREG 2
@@ -498,6 +499,67 @@ static void test_cached_shared(void **state)
 	free(cache_dir);
 }
 
+/* Several processes restore one snapshot at once from a cold cache: one
+ * builds the cache file, all map it and see the captured memory, and each
+ * one's writes stay its own. */
+static void test_cached_multiprocess(void **state)
+{
+	struct fixture *f = *state;
+	char *cache_dir = lt_path_join(f->dir, "cache-mp");
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pids[4];
+	for (int k = 0; k < 4; k++) {
+		pids[k] = fork();
+		assert_true(pids[k] >= 0);
+		if (pids[k] > 0)
+			continue;
+		close(fds[0]);
+		struct lt_snap *s;
+		char *c = NULL;
+		struct lt_snap_region t[NREG];
+		struct stat st;
+		if (lt_snap_open(&s, f->path, TEMPLATE) < 0 ||
+		    lt_snap_cache_prepare(s, cache_dir, 1, &c) < 0 || stat(c, &st) < 0)
+			_exit(1);
+		for (int i = 0; i < NREG; i++) {
+			t[i] = (struct lt_snap_region){.gpa = f->r[i].gpa, .size = f->r[i].size,
+						       .host = anon(f->r[i].size)};
+			if (!t[i].host)
+				_exit(2);
+		}
+		if (lt_snap_cache_map(s, c, t, NREG) < 0)
+			_exit(3);
+		((uint8_t *)t[0].host)[k * PG] ^= 0xff; /* private write */
+		((uint8_t *)t[0].host)[k * PG] ^= 0xff;
+		((uint8_t *)t[1].host)[3 * MiB + (size_t)k] = (uint8_t)(k + 1);
+		for (int i = 0; i < NREG; i++) {
+			uint8_t *want = f->r[i].host;
+			if (i == 1)
+				want[3 * MiB + (size_t)k] = (uint8_t)(k + 1); /* the fork's copy */
+			if (memcmp(t[i].host, want, f->r[i].size) != 0)
+				_exit(4);
+		}
+		uint64_t ino = st.st_ino;
+		if (write(fds[1], &ino, sizeof(ino)) != sizeof(ino))
+			_exit(5);
+		_exit(0);
+	}
+	close(fds[1]);
+	uint64_t inos[4];
+	for (int k = 0; k < 4; k++) {
+		int status;
+		assert_int_equal(waitpid(pids[k], &status, 0), pids[k]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_int_equal(read(fds[0], inos, sizeof(inos)), sizeof(inos));
+	close(fds[0]);
+	for (int k = 1; k < 4; k++)
+		assert_int_equal(inos[k], inos[0]); /* built once, by whoever came first */
+	free(cache_dir);
+}
+
 int main(void)
 {
 	if (access("/dev/userfaultfd", F_OK) != 0 && geteuid() != 0)
@@ -509,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_lazy_concurrent),
 		cmocka_unit_test(test_lazy_corrupt_chunk),
 		cmocka_unit_test(test_cached_shared),
+		cmocka_unit_test(test_cached_multiprocess),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
