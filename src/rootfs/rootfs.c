@@ -57,7 +57,7 @@ static int scan_layer(struct rf_build *b, unsigned i)
 	const char *path = b->spec->layers[i];
 	char label[16], title[64];
 	rf_layer_label(path, label, sizeof(label));
-	snprintf(title, sizeof(title), "layer %u/%zu %s", i + 1, b->spec->n_layers, label);
+	snprintf(title, sizeof(title), "reading layer %u/%zu %s", i + 1, b->spec->n_layers, label);
 	struct stat st;
 	int item = lt_progress_add(b->spec->progress, title, stat(path, &st) == 0 ? (uint64_t)st.st_size : 0);
 	struct rf_layer l;
@@ -210,7 +210,7 @@ static int write_layer(struct rf_build *b, const struct rf_writer_ops *ops, stru
 	const char *path = b->spec->layers[i];
 	char label[16], title[64];
 	rf_layer_label(path, label, sizeof(label));
-	snprintf(title, sizeof(title), "layer %u/%zu %s", i + 1, b->spec->n_layers, label);
+	snprintf(title, sizeof(title), "writing layer %u/%zu %s", i + 1, b->spec->n_layers, label);
 	struct stat st;
 	int item = lt_progress_add(b->spec->progress, title, stat(path, &st) == 0 ? (uint64_t)st.st_size : 0);
 	struct rf_layer l;
