@@ -837,9 +837,14 @@ static int handle_exit(struct lt_vcpu *v, bool flushing)
 		return 0;
 	case KVM_EXIT_HLT:
 		return 0; /* only without an in-kernel LAPIC; the halt watch decides */
-	case KVM_EXIT_SHUTDOWN:
-		lt_vm_set_exit(vm, LT_VM_EXIT_RESET, "triple fault on vCPU %d", v->idx);
+	case KVM_EXIT_SHUTDOWN: {
+		struct kvm_regs r;
+		memset(&r, 0, sizeof(r));
+		ioctl(v->fd, KVM_GET_REGS, &r);
+		lt_vm_set_exit(vm, LT_VM_EXIT_RESET, "triple fault on vCPU %d at rip 0x%llx", v->idx,
+			       (unsigned long long)r.rip);
 		return -1;
+	}
 	case KVM_EXIT_SYSTEM_EVENT:
 		if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
 			lt_vm_set_exit(vm, LT_VM_EXIT_RESET, "guest reset");

@@ -21,11 +21,11 @@ static inline u8 inb(u16 port)
 static inline u32 mmio_r32(u64 a) { return *(volatile u32 *)a; }
 static inline void mmio_w32(u64 a, u32 v) { *(volatile u32 *)a = v; }
 extern int in_user;
-/* Halts for good (through SYSCALL when running in ring 3). */
+/* Halts for good (ring 3: reports "poweroff" instead). */
 void halt_forever(void) __attribute__((noreturn));
-/* sti; hlt forever: an idle guest that is not halted for good. */
+/* sti; hlt forever (ring 0 only): idle, not halted for good. */
 void idle_forever(void) __attribute__((noreturn));
-/* Drops to ring 3 (IOPL 3): user pages, GDT, SYSCALL set up first. */
+/* Drops to ring 3 (IOPL 3): user pages, GDT and TSS set up first. */
 void go_user(void);
 
 void *memset(void *d, int c, u64 n);

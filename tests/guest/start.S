@@ -29,17 +29,3 @@ enter_user:
 	pushq $0x2b
 	pushq %rax
 	iretq
-
-/* SYSCALL lands here in ring 0: rax 0 = halt for good, 1 = idle with
- * interrupts enabled (sti; hlt forever). */
-	.globl syscall_entry
-syscall_entry:
-	cmp $1, %rax
-	je 2f
-1:	cli
-	hlt
-	jmp 1b
-2:	sti
-	hlt
-	cli
-	jmp 2b
