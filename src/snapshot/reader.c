@@ -11,7 +11,6 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#define SNAP_MAX_INDEX (256u << 20)
 #define SNAP_MAX_LOADED (512ull << 20) /* all blobs together */
 
 static int pread_exact(struct lt_snap *s, void *buf, size_t n, uint64_t off, const char *what)

@@ -21,6 +21,7 @@
 #define SNAP_WS_HEADER 8u
 #define SNAP_MAX_REGIONS 1024u
 #define SNAP_MAX_THREADS 64
+#define SNAP_MAX_INDEX (256u << 20) /* memory index section */
 
 /* header flags */
 #define SNAP_HF_WORKING_SET 1u
@@ -49,7 +50,6 @@ enum {
 	HO_HEADER_SUM = 120,
 };
 
-static inline void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static inline void put32(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)

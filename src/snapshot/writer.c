@@ -10,7 +10,6 @@
 #include <zstd.h>
 
 #define SCAN_SLICE_PAGES 2048u /* 8 MiB of guest memory per scan work item */
-#define SNAP_MAX_INDEX (256u << 20)
 
 struct wsec {
 	uint32_t type, index, flags;
