@@ -324,6 +324,33 @@ static void test_working_set_prefetch(void **state)
 	free(p2);
 }
 
+/* The /dev/userfaultfd path (for hosts where the syscall is restricted). */
+static void test_lazy_dev_userfaultfd(void **state)
+{
+	struct fixture *f = *state;
+	if (access("/dev/userfaultfd", R_OK | W_OK) != 0) {
+		fprintf(stderr, "note: /dev/userfaultfd not usable here, device path not tested\n");
+		skip();
+	}
+	struct lt_snap *s = open_ok(f->path);
+	struct lt_snap_region t[NREG];
+	fresh_targets(f, t);
+	struct lt_snap_lazy *l;
+	setenv("LTTLE_UFFD_DEV", "1", 1);
+	int rc = lt_snap_lazy_start(&l, s, t, NREG, NULL);
+	unsetenv("LTTLE_UFFD_DEV");
+	if (rc < 0)
+		fprintf(stderr, "%s\n", lt_errmsg());
+	assert_int_equal(rc, 0);
+	assert_same_memory(f, t);
+	struct lt_snap_lazy_stats st;
+	lt_snap_lazy_stats(l, &st);
+	assert_int_equal(st.chunks_faulted, f->nchunks);
+	lt_snap_lazy_stop(l);
+	free_targets(t);
+	lt_snap_close(s);
+}
+
 struct toucher {
 	struct fixture *f;
 	struct lt_snap_region *t;
@@ -569,6 +596,7 @@ int main(void)
 		cmocka_unit_test(test_lazy_touches),
 		cmocka_unit_test(test_working_set_prefetch),
 		cmocka_unit_test(test_lazy_concurrent),
+		cmocka_unit_test(test_lazy_dev_userfaultfd),
 		cmocka_unit_test(test_lazy_corrupt_chunk),
 		cmocka_unit_test(test_cached_shared),
 		cmocka_unit_test(test_cached_multiprocess),
