@@ -460,4 +460,8 @@ int lt_parse_port_spec(const char *s, char **listen, uint16_t *guest_port);
 int lt_http_find_host(const char *buf, size_t len, size_t max, char *host,
 		      size_t host_size, size_t *head_len, int *status);
 
+/* ==== QEMU engine (src/proxy/engine_qemu.c; types in proxy/engine_qemu.h) == */
+struct lt_qemu_opts;
+struct lt_engine *lt_engine_qemu_new(const struct lt_qemu_opts *o);
+
 #endif
