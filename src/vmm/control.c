@@ -184,6 +184,11 @@ static void on_client(void *opaque, int fd, uint32_t events)
 	}
 	if (k->in_len == sizeof(k->in)) {
 		reply_error(c, k, "line too long");
+		/* Drop what is already queued so the close does not reset the
+		 * connection before the client reads the error. */
+		char sink[4096];
+		while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+			;
 		client_close(c, i);
 	}
 }

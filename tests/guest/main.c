@@ -10,6 +10,8 @@
  *             read back, flush, get-id
  *   vsock     echo a host-initiated stream on port 1234, then connect to
  *             host port 5000 and send a line
+ *   net       virtio-net: broadcast an ethertype 0x88b5 frame until the
+ *             host answers with one, print its payload
  * and then lt.end=halt|reset|poweroff|exit:N|spin|idle|crash (default halt).
  * After hello the guest drops to ring 3 with IOPL 3 (lt.ring0=1 keeps it
  * in ring 0): nested hosts emulate guest ring 0, ring 3 runs natively.
@@ -381,6 +383,71 @@ static void t_vsock(void)
 	puts("vsock connect done\n");
 }
 
+/* ---- net: broadcast an 0x88b5 frame until the host answers ---- */
+static u8 net_rx[2][12 + 1514];
+static u8 net_tx[12 + 64];
+
+static void t_net(void)
+{
+	struct vdev d;
+	u64 base = vio_find(cmdline, 1);
+	if (!base)
+		fail("no virtio-net device");
+	if (vio_init(&d, base, 2, 1u << 5) < 0)
+		fail("virtio-net init");
+	u8 mac[6];
+	for (int i = 0; i < 6; i++)
+		mac[i] = *(volatile u8 *)(base + 0x100 + i);
+	puts("net mac ");
+	putx(((u64)mac[0] << 40) | ((u64)mac[1] << 32) | ((u64)mac[2] << 24) |
+	     ((u64)mac[3] << 16) | ((u64)mac[4] << 8) | mac[5]);
+	puts("\n");
+	for (int i = 0; i < 2; i++) {
+		u64 a = (u64)net_rx[i];
+		u32 l = sizeof(net_rx[i]);
+		u16 f = 2;
+		vq_add(&d, 0, &a, &l, &f, 1);
+	}
+	const char *ping = "lttle-net-ping";
+	memset(net_tx, 0, sizeof(net_tx));
+	u8 *fr = net_tx + 12;
+	memset(fr, 0xff, 6);
+	memcpy(fr + 6, mac, 6);
+	fr[12] = 0x88;
+	fr[13] = 0xb5;
+	memcpy(fr + 14, ping, strlen(ping));
+	int next = 0;
+	for (int tries = 0; tries < 400; tries++) {
+		u64 a = (u64)net_tx;
+		u32 l = sizeof(net_tx);
+		u16 f = 0;
+		vq_add(&d, 1, &a, &l, &f, 1);
+		if (vq_wait(&d, 1, 0, 1ULL << 32) < 0)
+			fail("virtio-net tx timeout");
+		for (u64 spin = 0; spin < 20000000; spin++) {
+			if (!vq_poll(&d, 0))
+				continue;
+			u32 len;
+			vq_wait(&d, 0, &len, 1);
+			u8 *p = net_rx[next] + 12;
+			if (len > 12 + 14 && p[12] == 0x88 && p[13] == 0xb5) {
+				p[len - 12 < 64 ? len - 12 : 63] = 0;
+				puts("net rx: ");
+				puts((char *)p + 14);
+				puts("\n");
+				return;
+			}
+			/* Something else (IPv6 chatter): give the buffer back. */
+			u64 ra = (u64)net_rx[next];
+			u32 rl = sizeof(net_rx[next]);
+			u16 rf = 2;
+			vq_add(&d, 0, &ra, &rl, &rf, 1);
+			next ^= 1;
+		}
+	}
+	fail("no frame from the host");
+}
+
 void gmain(u8 *zero_page)
 {
 	zp = zero_page;
@@ -406,6 +473,8 @@ void gmain(u8 *zero_page)
 		t_blk(has_test("blkw"));
 	if (has_test("vsock"))
 		t_vsock();
+	if (has_test("net"))
+		t_net();
 	u64 n;
 	const char *end = cmdline_get(cmdline, "lt.end", &n);
 	if (end && n == 5 && !strncmp(end, "reset", 5)) {
