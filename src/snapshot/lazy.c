@@ -44,8 +44,9 @@ struct lt_snap_lazy {
 	struct lt_snap_lazy_stats st;
 	bool stopping, failed_reported;
 
-	pthread_t handler, prefetcher;
-	bool handler_running, prefetch_running;
+	pthread_t handler[SNAP_MAX_THREADS], prefetcher;
+	int nhandlers;
+	bool prefetch_running;
 };
 
 static int decoder_init(struct decoder *dc, const struct lt_snap *s)
@@ -395,13 +396,15 @@ int lt_snap_lazy_start(struct lt_snap_lazy **out, struct lt_snap *s,
 		lt_snap_lazy_stop(l);
 		return -1;
 	}
-	int err = pthread_create(&l->handler, NULL, handler_main, l);
-	if (err == 0) {
-		l->handler_running = true;
-		bool want = (!l->opts.no_prefetch && s->nws) || l->opts.fill_all;
-		if (want && (err = pthread_create(&l->prefetcher, NULL, prefetch_main, l)) == 0)
-			l->prefetch_running = true;
-	}
+	int want_handlers = l->opts.handlers > 0 ? l->opts.handlers : 1, err = 0;
+	if (want_handlers > SNAP_MAX_THREADS)
+		want_handlers = SNAP_MAX_THREADS;
+	while (err == 0 && l->nhandlers < want_handlers)
+		if ((err = pthread_create(&l->handler[l->nhandlers], NULL, handler_main, l)) == 0)
+			l->nhandlers++;
+	bool want = (!l->opts.no_prefetch && s->nws) || l->opts.fill_all;
+	if (err == 0 && want && (err = pthread_create(&l->prefetcher, NULL, prefetch_main, l)) == 0)
+		l->prefetch_running = true;
 	if (err) {
 		errno = err;
 		lt_fail_errno("lazy restore of %s: cannot start a thread", s->name);
@@ -451,11 +454,13 @@ void lt_snap_lazy_stop(struct lt_snap_lazy *l)
 	l->stopping = true;
 	pthread_mutex_unlock(&l->lock);
 	lt_snap_lazy_wait_prefetch(l);
-	if (l->handler_running) {
+	if (l->nhandlers) {
+		/* The eventfd stays readable: every handler sees it and leaves. */
 		uint64_t one = 1;
 		if (write(l->stopfd, &one, sizeof(one)) != sizeof(one))
-			lt_warn("lazy restore: cannot signal the fault handler");
-		pthread_join(l->handler, NULL);
+			lt_warn("lazy restore: cannot signal the fault handlers");
+		for (int i = 0; i < l->nhandlers; i++)
+			pthread_join(l->handler[i], NULL);
 	}
 	if (l->uffd >= 0) {
 		for (size_t i = 0; i < l->ntargets; i++) {

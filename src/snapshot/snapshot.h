@@ -171,6 +171,7 @@ int64_t lt_snap_read_chunk(struct lt_snap *s, uint32_t chunk, void *buf, size_t 
 struct lt_snap_lazy_opts {
 	bool no_prefetch; /* ignore the working set (use when recording one) */
 	bool fill_all;    /* after the working set, install every other chunk */
+	int handlers;     /* fault-serving threads (e.g. one per vCPU); 0 = 1 */
 	/* Called (from the handler thread) if a chunk fails verification or
 	 * userfaultfd fails; the faulting access can never be served, so the
 	 * caller must stop the guest. NULL: log and _exit(70). */
@@ -186,6 +187,9 @@ struct lt_snap_lazy_stats {
 	bool failed;
 };
 struct lt_snap_lazy;
+/* Tries the userfaultfd syscall (kernel-mode faults included, as KVM needs),
+ * then /dev/userfaultfd; LTTLE_UFFD_DEV=1 in the environment skips the
+ * syscall. Targets must be private anonymous memory, not yet touched. */
 int lt_snap_lazy_start(struct lt_snap_lazy **l, struct lt_snap *s,
 		       const struct lt_snap_region *targets, size_t n,
 		       const struct lt_snap_lazy_opts *opts);

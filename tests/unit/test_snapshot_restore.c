@@ -375,15 +375,15 @@ static void *touch_random(void *arg)
 	return NULL;
 }
 
-/* Four threads fault at random while the prefetcher fills everything. */
-static void test_lazy_concurrent(void **state)
+/* Four threads fault at random, served by several handlers, with or
+ * without the prefetcher filling everything meanwhile. */
+static void lazy_concurrent(struct fixture *f, bool fill_all, int handlers)
 {
-	struct fixture *f = *state;
 	struct lt_snap *s = open_ok(f->path);
 	struct lt_snap_region t[NREG];
 	fresh_targets(f, t);
 	struct lt_snap_lazy *l;
-	struct lt_snap_lazy_opts o = {.fill_all = true};
+	struct lt_snap_lazy_opts o = {.fill_all = fill_all, .handlers = handlers};
 	assert_int_equal(lt_snap_lazy_start(&l, s, t, NREG, &o), 0);
 	pthread_t th[4];
 	struct toucher tc[4];
@@ -399,11 +399,23 @@ static void test_lazy_concurrent(void **state)
 	struct lt_snap_lazy_stats st;
 	lt_snap_lazy_stats(l, &st);
 	assert_false(st.failed);
-	assert_int_equal(st.chunks_prefetched + st.chunks_faulted, f->nchunks);
+	if (fill_all)
+		assert_int_equal(st.chunks_prefetched + st.chunks_faulted, f->nchunks);
+	else
+		assert_int_equal(st.chunks_prefetched, 0);
 	assert_same_memory(f, t);
+	lt_snap_lazy_stats(l, &st);
+	assert_int_equal(st.chunks_prefetched + st.chunks_faulted, f->nchunks);
 	lt_snap_lazy_stop(l);
 	free_targets(t);
 	lt_snap_close(s);
+}
+
+static void test_lazy_concurrent(void **state)
+{
+	lazy_concurrent(*state, true, 3);
+	lazy_concurrent(*state, false, 2);
+	lazy_concurrent(*state, false, 1);
 }
 
 struct reader_arg {
