@@ -11,7 +11,7 @@
  *     lt_snap_writer_add_section(w, LT_SNAP_SEC_CONFIG, 0, json, len);
  *     lt_snap_writer_add_section(w, LT_SNAP_SEC_VCPU, id, blob, len); ...
  *     lt_snap_writer_add_memory(w, regions, n);
- *     lt_snap_writer_commit(w);          (atomic; frees w)
+ *     lt_snap_writer_commit(w, &stats);  (atomic; frees w)
  * Typical restore:
  *     lt_snap_open(&s, path, "template-id");   (validates everything)
  *     lt_snap_section(s, LT_SNAP_SEC_VCPU, id, &data, &len); ...
@@ -53,7 +53,8 @@ struct lt_snap_region {
 	uint64_t size; /* bytes, page aligned */
 	/* Capture only, both optional: */
 	const uint8_t *present; /* bit i (LSB first) = page i may be non-zero;
-	                           NULL = every page may be */
+	                           NULL = every page may be. E.g. the
+	                           KVM dirty log, ORed since boot. */
 	uint32_t flags;         /* LT_SNAP_REGION_* */
 };
 /* The region is private anonymous memory that was never populated from a
