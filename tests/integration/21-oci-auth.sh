@@ -84,4 +84,52 @@ assert_eq 0 "$(count_lines "$T/anon.log" '^GET /blob/.* auth=Bearer')" "Authoriz
 for d in $(json_get "$(layout_blob "$T/img" "$digest")" layers | grep -o 'sha256:[0-9a-f]*'); do
 	cmp -s "$(store_blob "$d")" "$(layout_blob "$T/img" "$d")" || fail "layer $d differs"
 done
+log "HTTPS registry (self-signed, loopback) with Basic auth over TLS"
+need openssl
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+	-addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+	-keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
+tlsport=$(free_port)
+mkdir -p "$T/tlsreg/data"
+cat >"$T/tlsreg/config.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $T/tlsreg/data
+http:
+  addr: 127.0.0.1:$tlsport
+  tls:
+    certificate: $T/tls.crt
+    key: $T/tls.key
+auth:
+  htpasswd:
+    realm: lttle-tls
+    path: $T/htpasswd
+YML
+bg_start "$T/tlsreg/log" docker-registry serve "$T/tlsreg/config.yml"
+wait_port "$tlsport" 20
+# Upload through a plain-HTTP twin registry sharing the same storage (the
+# test uploader speaks HTTP only).
+mkdir -p "$T/twin"
+cat >"$T/twin/config.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $T/tlsreg/data
+http:
+  addr: 127.0.0.1:$(free_port)
+YML
+twinport=$(sed -n 's/.*addr: 127.0.0.1:\([0-9]*\)/\1/p' "$T/twin/config.yml")
+bg_start "$T/twin/log" docker-registry serve "$T/twin/config.yml"
+wait_port "$twinport" 20
+mkimage push "$T/img" v1 "127.0.0.1:$twinport/secure:v1" >/dev/null
+docker_config "$T/tlscfg" "127.0.0.1:$tlsport" alice 's3cret:x'
+out=$(DOCKER_CONFIG="$T/tlscfg" "$LTTLE" pull -q "127.0.0.1:$tlsport/secure:v1")
+assert_eq "$digest" "$out" "pull over HTTPS with Basic auth"
+DOCKER_CONFIG="$T/nocfg" expect_fail "HTTPS without credentials" "$LTTLE" pull -q "127.0.0.1:$tlsport/secure:v1"
+assert_contains "$(cat "$T/err")" "https://127.0.0.1:$tlsport" "HTTPS was used (no downgrade after an HTTP answer)"
 pass "auth"
