@@ -46,7 +46,7 @@ int lt_fail_ctx(const char *fmt, ...)
 	va_end(ap);
 	if (old[0]) {
 		size_t used = strlen(errbuf);
-		snprintf(errbuf + used, sizeof(errbuf) - used, ": %s", old);
+		snprintf(errbuf + used, sizeof(errbuf) - used, ": %.*s", (int)(sizeof(errbuf) - used), old);
 	}
 	return -1;
 }
