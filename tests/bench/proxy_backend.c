@@ -4,10 +4,12 @@
  *
  *   proxy_backend [--addr A] [--port P] [--mode http|echo] [--name N]
  *                 [--body-size B] [--print-port] [--wait-stdin] [--delay-ms D]
+ *                 [--unix PATH]
  *
  * --print-port prints "PORT <n>" on stdout once listening. --wait-stdin
  * waits for one line on stdin first (a pre-made "shell"), --delay-ms
- * sleeps first (boot or restore work).
+ * sleeps first (boot or restore work). --unix also listens on a unix
+ * socket (the shape of the lttle engine's upstream: the VMM's vsock UDS).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -176,7 +179,7 @@ static void on_conn(int ep, struct conn *c, uint32_t ev)
 
 int main(int argc, char **argv)
 {
-	const char *addr = "127.0.0.1", *name = "backend";
+	const char *addr = "127.0.0.1", *name = "backend", *unix_path = NULL;
 	int port = 0, delay_ms = 0;
 	long body_size = -1;
 	bool print_port = false, wait_stdin = false;
@@ -194,6 +197,8 @@ int main(int argc, char **argv)
 			body_size = atol(v), k++;
 		else if (!strcmp(a, "--delay-ms") && v)
 			delay_ms = atoi(v), k++;
+		else if (!strcmp(a, "--unix") && v)
+			unix_path = v, k++;
 		else if (!strcmp(a, "--print-port"))
 			print_port = true;
 		else if (!strcmp(a, "--wait-stdin"))
@@ -201,7 +206,7 @@ int main(int argc, char **argv)
 		else {
 			fprintf(stderr, "usage: proxy_backend [--addr A] [--port P] [--mode http|echo] "
 					"[--name N] [--body-size B] [--print-port] [--wait-stdin] "
-					"[--delay-ms D]\n");
+					"[--delay-ms D] [--unix PATH]\n");
 			return 2;
 		}
 	}
@@ -250,6 +255,19 @@ int main(int argc, char **argv)
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
 	epoll_ctl(ep, EPOLL_CTL_ADD, l, &e);
+	int ul = -1;
+	if (unix_path) {
+		struct sockaddr_un su = {.sun_family = AF_UNIX};
+		if (strlen(unix_path) >= sizeof(su.sun_path))
+			die("unix path too long");
+		strcpy(su.sun_path, unix_path);
+		unlink(unix_path);
+		ul = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (ul < 0 || bind(ul, (struct sockaddr *)&su, sizeof(su)) < 0 || listen(ul, 4096) < 0)
+			die("listen on unix socket");
+		struct epoll_event ue = {.events = EPOLLIN, .data.ptr = &ul};
+		epoll_ctl(ep, EPOLL_CTL_ADD, ul, &ue);
+	}
 	struct epoll_event evs[256];
 	for (;;) {
 		int n = epoll_wait(ep, evs, 256, -1);
@@ -259,9 +277,10 @@ int main(int argc, char **argv)
 			die("epoll_wait");
 		}
 		for (int k = 0; k < n; k++) {
-			if (!evs[k].data.ptr) {
+			if (!evs[k].data.ptr || evs[k].data.ptr == &ul) {
+				int lfd = evs[k].data.ptr ? ul : l;
 				for (;;) {
-					int fd = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+					int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 					if (fd < 0)
 						break;
 					setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -456,13 +457,22 @@ static int pe_connect(struct lt_engine *e, struct lt_instance *inst, uint16_t gu
 		return lt_fail("%s has no process", lt_instance_id(inst));
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	char addr[80];
+	char addr[sizeof(pi->cfg->static_addr) + 8];
 	if (pi->cfg->static_addr[0])
 		snprintf(addr, sizeof(addr), "%s", pi->cfg->static_addr);
 	else
 		snprintf(addr, sizeof(addr), "127.0.0.1:%u", pi->port);
-	if (lt_parse_listen_addr(addr, &ss, &sl) < 0)
+	if (!strncmp(addr, "unix:", 5)) {
+		struct sockaddr_un *su = (struct sockaddr_un *)&ss;
+		memset(su, 0, sizeof(*su));
+		su->sun_family = AF_UNIX;
+		if (strlen(addr + 5) >= sizeof(su->sun_path))
+			return lt_fail("unix path too long: %s", addr + 5);
+		strcpy(su->sun_path, addr + 5);
+		sl = sizeof(*su);
+	} else if (lt_parse_listen_addr(addr, &ss, &sl) < 0) {
 		return -1;
+	}
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return lt_fail_errno("socket");

@@ -13,7 +13,8 @@ struct proc_app_cfg {
 	char mode[8];         /* http | echo */
 	unsigned boot_ms;     /* cold boot delay inside the child */
 	unsigned restore_ms;  /* restore delay inside the child */
-	char static_addr[64]; /* non-empty: no processes; connect here (bench) */
+	char static_addr[108]; /* non-empty: no processes; connect here (bench):
+				  IP:PORT or unix:PATH */
 };
 
 /* Snapshots this engine accepts contain exactly this line. */

@@ -7,7 +7,7 @@
  *
  * App keys: snapshot=PATH mode=http|echo min= max= conc= qmax= shells=
  *           idle=MS scaledown=MS queue=MS drain=MS connect=MS boot=MS
- *           restore=MS static=ADDR:PORT
+ *           restore=MS static=ADDR:PORT|unix:PATH
  * SIGTERM/SIGINT drain and exit 0; SIGUSR1 rewrites the state file (it is
  * also rewritten every 100 ms): Prometheus metrics, then one
  * "# instance ..." and "# app ..." line each.
