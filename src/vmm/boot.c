@@ -74,8 +74,10 @@ static int load_bzimage(const struct lt_gmem *m, const uint8_t *img, size_t n, s
 int lt_elf_load(const struct lt_gmem *m, const uint8_t *img, size_t n, struct lt_kernel *k)
 {
 	memset(k, 0, sizeof(*k));
-	if (n < sizeof(Elf64_Ehdr) || memcmp(img, ELFMAG, SELFMAG))
+	if (n < SELFMAG || memcmp(img, ELFMAG, SELFMAG))
 		return lt_fail("ELF: bad magic");
+	if (n < sizeof(Elf64_Ehdr))
+		return lt_fail("ELF: file too small (%zu bytes)", n);
 	Elf64_Ehdr eh;
 	memcpy(&eh, img, sizeof(eh));
 	if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB)
