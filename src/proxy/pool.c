@@ -1178,9 +1178,10 @@ void lt_pool_conn_cancel(struct lt_pool_conn *pc)
 
 void lt_pool_conn_release(struct lt_pool_conn *pc, uint64_t bytes_in, uint64_t bytes_out)
 {
-	struct lt_app *a = pc->app;
-	a->st.bytes_in += bytes_in;
-	a->st.bytes_out += bytes_out;
+	if (pc->state != PC_NOTIFY) { /* else the app may be on its way out */
+		pc->app->st.bytes_in += bytes_in;
+		pc->app->st.bytes_out += bytes_out;
+	}
 	lt_pool_conn_cancel(pc);
 }
 
