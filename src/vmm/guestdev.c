@@ -158,10 +158,10 @@ void lt_guestdev_free(struct lt_guestdev *g)
 	pthread_mutex_destroy(&g->lock);
 }
 
-static void set_reply(struct lt_guestdev *g, struct lt_guestdev_vcpu *v)
+static void set_reply_mode(struct lt_guestdev_vcpu *v, bool restored)
 {
 	v->reply_pos = 0;
-	if (!g->restored) {
+	if (!restored) {
 		memcpy(v->reply, "!ok\n", 4);
 		v->reply_len = 4;
 		return;
@@ -186,7 +186,29 @@ static void set_reply(struct lt_guestdev *g, struct lt_guestdev_vcpu *v)
 	int n = snprintf(v->reply, sizeof(v->reply), "!restored %" PRIu64 " %s\n", lt_wall_ns(),
 			 hex);
 	v->reply_len = (uint32_t)n;
+}
+
+static void set_reply(struct lt_guestdev *g, struct lt_guestdev_vcpu *v)
+{
+	set_reply_mode(v, g->restored);
 	g->restored = false;
+}
+
+void lt_guestdev_mark_restored(struct lt_guestdev *g)
+{
+	pthread_mutex_lock(&g->lock);
+	/* A snapshot taken at a report's '\n' restores with that report's
+	 * reply still unread: it becomes the "!restored" answer. */
+	bool any = false;
+	for (int i = 0; i < g->nv; i++) {
+		struct lt_guestdev_vcpu *v = &g->v[i];
+		if (v->reply_len && v->reply_pos == 0) {
+			set_reply_mode(v, true);
+			any = true;
+		}
+	}
+	g->restored = !any;
+	pthread_mutex_unlock(&g->lock);
 }
 
 int lt_guestdev_out(struct lt_guestdev *g, int vcpu, uint8_t byte, struct lt_guest_event *ev)

@@ -1120,9 +1120,7 @@ int lt_vm_wait(struct lt_vm *vm, struct lt_vm_exit *exit)
 
 void lt_vm_mark_restored(struct lt_vm *vm)
 {
-	pthread_mutex_lock(&vm->guestdev.lock);
-	vm->guestdev.restored = true;
-	pthread_mutex_unlock(&vm->guestdev.lock);
+	lt_guestdev_mark_restored(&vm->guestdev);
 }
 
 void lt_vm_get_stats(struct lt_vm *vm, struct lt_vm_stats *st)

@@ -177,7 +177,9 @@ void lt_vm_destroy(struct lt_vm *vm);
  * after lt_vm_start (lt_vm_start does not do it by itself). extra: NULL or
  * a NULL-terminated list of further syscall names a caller needs. */
 int lt_vm_seccomp(struct lt_vm *vm, const char *const *extra);
-/* The next reply of the guest device is "!restored WALL_NS ENTROPY". */
+/* After loading state: the guest device answers "!restored WALL_NS
+ * ENTROPY" to the report the snapshot was taken at (its unread reply) and,
+ * if there is none, to the next report. Call after lt_vm_load_devices. */
 void lt_vm_mark_restored(struct lt_vm *vm);
 
 struct lt_vm_stats {

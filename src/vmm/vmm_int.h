@@ -37,6 +37,9 @@ void lt_guestdev_free(struct lt_guestdev *g);
  * parse result: ev->type, or -1 for a malformed line -> returns 2). */
 int lt_guestdev_out(struct lt_guestdev *g, int vcpu, uint8_t byte, struct lt_guest_event *ev);
 uint8_t lt_guestdev_in(struct lt_guestdev *g, int vcpu);
+/* After a restore: unread replies and the next report's reply become
+ * "!restored WALL_NS ENTROPY". */
+void lt_guestdev_mark_restored(struct lt_guestdev *g);
 int lt_guestdev_save(struct lt_guestdev *g, struct lt_buf *b);
 int lt_guestdev_load(struct lt_guestdev *g, const void *p, size_t n);
 

@@ -10,6 +10,8 @@
  *             read back, flush, get-id
  *   vsock     echo a host-initiated stream on port 1234, then connect to
  *             host port 5000 and send a line
+ *   snap      report "trigger 1", print the host's reply and a sum kept
+ *             across it (a snapshot point)
  *   net       virtio-net: broadcast an ethertype 0x88b5 frame until the
  *             host answers with one, print its payload
  * and then lt.end=halt|reset|poweroff|exit:N|spin|idle|crash (default halt).
@@ -383,6 +385,22 @@ static void t_vsock(void)
 	puts("vsock connect done\n");
 }
 
+/* ---- snap: a trigger a snapshot can be taken at ---- */
+static void t_snap(void)
+{
+	char reply[128];
+	volatile u64 x = 0;
+	for (u64 i = 1; i <= 1000; i++)
+		x += i;
+	puts("before trigger\n");
+	report("trigger 1", reply);
+	puts("reply: ");
+	puts(reply);
+	puts("\nafter trigger ");
+	putu(x);
+	puts("\n");
+}
+
 /* ---- net: broadcast an 0x88b5 frame until the host answers ---- */
 static u8 net_rx[2][12 + 1514];
 static u8 net_tx[12 + 64];
@@ -475,6 +493,8 @@ void gmain(u8 *zero_page)
 		t_vsock();
 	if (has_test("net"))
 		t_net();
+	if (has_test("snap"))
+		t_snap();
 	u64 n;
 	const char *end = cmdline_get(cmdline, "lt.end", &n);
 	if (end && n == 5 && !strncmp(end, "reset", 5)) {
