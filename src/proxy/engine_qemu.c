@@ -518,7 +518,6 @@ struct qvm {
 	int wstatus;
 	struct lt_qmp *qmp;
 	bool qmp_ok; /* capabilities negotiated and migration events on */
-	char qmp_err[160];
 	int trig_fd;
 	struct lt_watch trigw;
 	char tl[LT_GUEST_LINE_MAX];
@@ -542,6 +541,8 @@ struct qvm {
 	char mig_err[160];
 	struct lt_timer kill_t;
 	char reason[QE_REASON_MAX];
+	char kill_why[224]; /* set when the engine killed it for a fault */
+	uint64_t t_op, t_loaded; /* restore timing (monotonic ns) */
 };
 
 static inline struct qengine *QE(struct lt_engine *e)
@@ -946,6 +947,7 @@ static void job_detach(struct qvm *vm)
 static void vm_destroy(struct qvm *vm);
 static void vm_on_exit(struct qvm *vm);
 static void vm_kill(struct qvm *vm, int sig);
+static void vm_kill_for(struct qvm *vm, const char *why);
 static void vm_fail_start(struct qvm *vm, const char *why, bool snapshot_bad);
 static void restore_begin(struct qvm *vm);
 static void conn_start(struct qop *op);
@@ -984,8 +986,12 @@ static void vm_kill(struct qvm *vm, int sig)
 static void kill_fired(struct lt_timer *t)
 {
 	struct qvm *vm = (struct qvm *)((char *)t - offsetof(struct qvm, kill_t));
-	lt_warn("qemu %s: did not quit in time; killing it", vm->label);
-	vm_kill(vm, SIGKILL);
+	if (vm->state == V_STOP) {
+		lt_warn("qemu %s: did not quit in time; killing it", vm->label);
+		vm_kill(vm, SIGKILL);
+	} else {
+		vm_kill_for(vm, "QMP connection closed but QEMU kept running");
+	}
 }
 
 static void drop_trig(struct qvm *vm)
@@ -1059,8 +1065,8 @@ static void build_reason(struct qvm *vm)
 		lt_buf_printf(&b, "guest powered off");
 	else if (vm->app_exited)
 		lt_buf_printf(&b, "app exited with code %d", vm->app_exit);
-	else if (vm->qmp_err[0])
-		lt_buf_printf(&b, "QMP failed: %s", vm->qmp_err);
+	else if (vm->kill_why[0])
+		lt_buf_printf(&b, "%s", vm->kill_why);
 	else if (WIFEXITED(vm->wstatus))
 		lt_buf_printf(&b, "qemu exited with status %d", WEXITSTATUS(vm->wstatus));
 	else if (WIFSIGNALED(vm->wstatus))
@@ -1268,8 +1274,9 @@ static void on_caps(void *arg, json_t *ret, const char *err)
 	struct qvm *vm = arg;
 	(void)ret;
 	if (err) {
-		snprintf(vm->qmp_err, sizeof(vm->qmp_err), "enabling migration events: %s", err);
-		vm_kill(vm, SIGKILL);
+		char m[200];
+		snprintf(m, sizeof(m), "QMP: enabling migration events: %.150s", err);
+		vm_kill_for(vm, m);
 		return;
 	}
 	vm->qmp_ok = true;
@@ -1298,10 +1305,8 @@ static void qmp_ready(void *ctx)
 	struct qvm *vm = ctx;
 	json_t *caps = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events",
 				 "state", 1);
-	if (!caps || lt_qmp_command(vm->qmp, "migrate-set-capabilities", caps, -1, on_caps, vm) < 0) {
-		snprintf(vm->qmp_err, sizeof(vm->qmp_err), "%s", "cannot enable migration events");
-		vm_kill(vm, SIGKILL);
-	}
+	if (!caps || lt_qmp_command(vm->qmp, "migrate-set-capabilities", caps, -1, on_caps, vm) < 0)
+		vm_kill_for(vm, "QMP: cannot enable migration events");
 }
 
 static void snapshot_migrated(struct qvm *vm, bool ok, const char *why);
@@ -1328,14 +1333,29 @@ static void qmp_event(void *ctx, const char *name, json_t *data)
 	}
 }
 
+/* Kills the VM for a fault of its own; the reason outlives the process. */
+static void vm_kill_for(struct qvm *vm, const char *why)
+{
+	if (!vm->kill_why[0])
+		snprintf(vm->kill_why, sizeof(vm->kill_why), "%s", why);
+	lt_warn("qemu %s: %s; killing it", vm->label, why);
+	vm_kill(vm, SIGKILL);
+}
+
 static void qmp_closed(void *ctx, const char *why)
 {
 	struct qvm *vm = ctx;
 	if (vm->state == V_STOP || vm->state == V_DETACHED || vm->reaped)
 		return; /* quitting */
-	snprintf(vm->qmp_err, sizeof(vm->qmp_err), "%s", why);
-	lt_warn("qemu %s: QMP: %s; killing it", vm->label, why);
-	vm_kill(vm, SIGKILL);
+	if (strstr(why, "closed by QEMU")) {
+		/* Usually QEMU is exiting (its exit status will say why): give
+		 * the pidfd a moment before calling it a QMP fault. */
+		lt_timer_arm_in(vm->e->clock, &vm->kill_t, LT_MS(500));
+		return;
+	}
+	char m[200];
+	snprintf(m, sizeof(m), "QMP failed: %.180s", why);
+	vm_kill_for(vm, m);
 }
 
 static const struct lt_qmp_cbs qmp_cbs = {
@@ -1739,6 +1759,7 @@ static int qe_restore(struct lt_engine *pe, struct lt_instance *inst,
 	}
 	vm->state = V_RESTORE;
 	vm->start = op;
+	vm->t_op = lt_now_ns();
 	vm->snap_fd = fd;
 	vm->meta = m;
 	snprintf(vm->snap_path, sizeof(vm->snap_path), "%s", app->snapshot);
@@ -1844,7 +1865,10 @@ static void on_restore_cont(void *arg, json_t *ret, const char *err)
 	vm->hook_seen = vm->nlistening > 0;
 	struct qop *op = vm->start;
 	vm->start = NULL;
-	lt_info("qemu %s: restored from %s", vm->label, vm->snap_path);
+	uint64_t now = lt_now_ns();
+	lt_info("qemu %s: restored from %s in %.1f ms (state loaded at %.1f ms)", vm->label,
+		vm->snap_path, (double)(now - vm->t_op) / 1e6,
+		(double)(vm->t_loaded - vm->t_op) / 1e6);
 	op_finish(op, 0, NULL);
 }
 
@@ -1858,6 +1882,7 @@ static void restore_migrated(struct qvm *vm, bool ok, const char *status)
 		vm_fail_start(vm, msg, true);
 		return;
 	}
+	vm->t_loaded = lt_now_ns();
 	if (lt_qmp_command(vm->qmp, "cont", NULL, -1, on_restore_cont, vm) < 0) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "restore: %s", lt_errmsg());
