@@ -91,8 +91,17 @@ static bool wants_close(const char *head, size_t n)
 	for (size_t k = 0; k + 18 < n; k++)
 		if (head[k] == '\n' && !strncasecmp(head + k + 1, "connection: close", 17))
 			return true;
-	return n > 16 && memmem(head, n, "HTTP/1.0", 8) &&
-	       !memmem(head, n, "eep-Alive", 9) && !memmem(head, n, "eep-alive", 9);
+	/* HTTP/1.0 closes unless it asks for keep-alive */
+	const char *nl = memchr(head, '\n', n);
+	size_t line = nl ? (size_t)(nl - head) : 0;
+	if (line && head[line - 1] == '\r')
+		line--;
+	if (line < 8 || strncmp(head + line - 8, "HTTP/1.0", 8))
+		return false;
+	for (size_t k = 0; k + 11 < n; k++)
+		if (!strncasecmp(head + k, "keep-alive", 10))
+			return false;
+	return true;
 }
 
 /* Answers every complete request head in the buffer. */
