@@ -51,7 +51,7 @@ static int print_json(const struct oci_image *img, json_t *rt)
 	uint64_t total;
 	json_t *layers = layers_json(img, &total);
 	char *pf = platform_of(img->config);
-	json_t *o = json_pack("{s:O, s:s, s:s, s:s, s:s, s:I, s:O, s:O, s:O}", "ref",
+	json_t *o = json_pack("{s:o, s:s, s:s, s:s, s:s, s:I, s:O, s:O, s:O}", "ref",
 			      img->ref ? json_string(img->ref) : json_null(), "digest",
 			      img->manifest_digest, "config_digest", img->config_digest, "platform",
 			      pf ? pf : "", "created", cfg_str(img->config, "created"), "layers_size",
