@@ -34,6 +34,9 @@ struct lt_proxy {
 	uint32_t nconns;
 	bool accept_paused;
 	struct lt_timer resume_accept;
+	/* counters for lt_proxy_metrics */
+	uint64_t accepted, tcp_refused, forward_failed;
+	uint64_t http_status[6]; /* 400 404 408 431 503 other */
 	/* refusal log rate limit */
 	uint64_t log_window;
 	uint32_t log_count, log_suppressed;
@@ -155,8 +158,18 @@ static void timer_fired(struct lt_timer *t);
 
 /* Writes a short HTTP response, then drains the request before closing so
  * the client reads the response rather than a reset. */
+static void count_status(struct lt_proxy *px, int status)
+{
+	static const int codes[] = {400, 404, 408, 431, 503};
+	size_t k = 0;
+	while (k < LT_ARRAY_LEN(codes) && codes[k] != status)
+		k++;
+	px->http_status[k]++;
+}
+
 static void http_reply(struct pconn *c, int status, const char *reason, const char *body)
 {
+	count_status(c->px, status);
 	char resp[1024];
 	int n = snprintf(resp, sizeof(resp),
 			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -193,10 +206,12 @@ static void http_reply(struct pconn *c, int status, const char *reason, const ch
 static void refuse(struct pconn *c, int status, const char *reason, const char *why)
 {
 	log_refusal(c->px, c, why);
-	if (c->http)
+	if (c->http) {
 		http_reply(c, status, reason, why);
-	else
+	} else {
+		c->px->tcp_refused++;
 		pconn_free(c);
+	}
 }
 
 static void timer_fired(struct lt_timer *t)
@@ -239,6 +254,7 @@ static void acq_ready(void *ctx, struct lt_pool_conn *pc, int fd)
 	if (!c->fwd) {
 		lt_warn("proxy: app %s: cannot forward %s: %s", c->app_name, c->peer,
 			lt_errmsg());
+		c->px->forward_failed++;
 		close(fd);
 		lt_pool_conn_release(pc, 0, 0);
 		c->pc = NULL;
@@ -439,6 +455,7 @@ static void accept_one(struct lt_listener *l, int fd)
 	lt_timer_init(&c->timer, timer_fired);
 	list_add_tail(&px->conns, &c->link);
 	px->nconns++;
+	px->accepted++;
 	if (lt_log_get_level() >= LT_LOG_WARN)
 		peer_name(fd, c->peer, sizeof(c->peer));
 	int one = 1;
@@ -776,4 +793,33 @@ void lt_proxy_free(struct lt_proxy *px)
 uint32_t lt_proxy_active(const struct lt_proxy *px)
 {
 	return px->nconns;
+}
+
+int lt_proxy_metrics(const struct lt_proxy *px, struct lt_buf *b)
+{
+	static const char *const codes[] = {"400", "404", "408", "431", "503", "other"};
+	if (lt_buf_printf(b,
+			  "# HELP lttle_proxy_accepted_total Connections accepted on any listener.\n"
+			  "# TYPE lttle_proxy_accepted_total counter\n"
+			  "lttle_proxy_accepted_total %llu\n"
+			  "# HELP lttle_proxy_connections Connections open (routing, waiting or forwarding).\n"
+			  "# TYPE lttle_proxy_connections gauge\n"
+			  "lttle_proxy_connections %u\n"
+			  "# HELP lttle_proxy_tcp_refused_total TCP connections closed because no instance was had.\n"
+			  "# TYPE lttle_proxy_tcp_refused_total counter\n"
+			  "lttle_proxy_tcp_refused_total %llu\n"
+			  "# HELP lttle_proxy_forward_failed_total Connections that could not be forwarded once an instance was ready.\n"
+			  "# TYPE lttle_proxy_forward_failed_total counter\n"
+			  "lttle_proxy_forward_failed_total %llu\n"
+			  "# HELP lttle_proxy_http_errors_total Error replies of the HTTP router, by status.\n"
+			  "# TYPE lttle_proxy_http_errors_total counter\n",
+			  (unsigned long long)px->accepted, px->nconns,
+			  (unsigned long long)px->tcp_refused,
+			  (unsigned long long)px->forward_failed) < 0)
+		return -1;
+	for (size_t k = 0; k < LT_ARRAY_LEN(codes); k++)
+		if (lt_buf_printf(b, "lttle_proxy_http_errors_total{code=\"%s\"} %llu\n", codes[k],
+				  (unsigned long long)px->http_status[k]) < 0)
+			return -1;
+	return 0;
 }

@@ -426,6 +426,10 @@ void lt_proxy_free(struct lt_proxy *px);
 /* Closes every listener (SIGTERM drain); open connections go on. */
 void lt_proxy_stop_accepting(struct lt_proxy *px);
 uint32_t lt_proxy_active(const struct lt_proxy *px);
+/* Prometheus text for the proxy itself: connections accepted and open,
+ * TCP refusals, HTTP error replies by status. Append after
+ * lt_pool_metrics() for /metrics. */
+int lt_proxy_metrics(const struct lt_proxy *px, struct lt_buf *out);
 
 /* A TCP listener forwarding any protocol to app's guest_port.
  * addr: "[ADDR:]PORT" ("8080", "127.0.0.1:8080", "[::1]:8080"; ADDR

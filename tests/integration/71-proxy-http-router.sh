@@ -38,6 +38,10 @@ big=$(head -c 9000 /dev/zero | tr '\0' a)
 r=$(client raw "$H" "GET / HTTP/1.1\\r\\nHost: alpha.test\\r\\nX: $big\\r\\n\\r\\n")
 assert_contains "$r" "HTTP/1.1 431" "oversized head"
 grep -q "no app serves host 'nobody.test'" "$T/testd.log" || fail "404 not logged"
+state_fresh
+assert_eq 1 "$(awk '$1 == "lttle_proxy_http_errors_total{code=\"404\"}" {print $2}' "$STATE")" "404 counter"
+assert_eq 1 "$(awk '$1 == "lttle_proxy_http_errors_total{code=\"400\"}" {print $2}' "$STATE")" "400 counter"
+assert_eq 1 "$(awk '$1 == "lttle_proxy_http_errors_total{code=\"431\"}" {print $2}' "$STATE")" "431 counter"
 
 log "metrics count per app"
 # alpha: plain, case/port, POST; beta: path, absolute-form, one keep-alive

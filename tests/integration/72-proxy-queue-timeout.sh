@@ -56,6 +56,8 @@ wait_until 2 metric_ge lttle_queue_timeouts_total web 3 ||
 assert_eq 1 "$(metric lttle_queue_full_total web)" "queue full counter"
 assert_eq 1 "$(metric lttle_restores_total web)" "max 1: one instance only"
 assert_eq 1 "$(metric lttle_instances_peak web)" "peak instances"
+assert_eq 2 "$(awk '$1 == "lttle_proxy_tcp_refused_total" {print $2}' "$STATE")" "tcp refusals (probe and waiter)"
+assert_eq 2 "$(awk '$1 == "lttle_proxy_http_errors_total{code=\"503\"}" {print $2}' "$STATE")" "503 replies"
 
 log "once the holder leaves, the next request is served"
 kill "$HOLD" 2>/dev/null || true

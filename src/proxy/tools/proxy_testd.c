@@ -133,6 +133,7 @@ static void write_state(void)
 		return;
 	struct lt_buf b = {0};
 	lt_pool_metrics(pool, &b);
+	lt_proxy_metrics(px, &b);
 	for (struct lt_app *a = lt_pool_first_app(pool); a; a = lt_app_next(a)) {
 		const char *deg = lt_app_degraded(a);
 		lt_buf_printf(&b, "# app %s degraded=%d reason=%s\n", lt_app_name(a), deg != NULL,
