@@ -187,6 +187,15 @@ static int apply_param(struct li_cmdline *c, const char *key, const char *v)
 		return parse_overlay(v, c);
 	if (!strcmp(key, "lttle.dns"))
 		return parse_dns(v, c);
+	if (!strcmp(key, "lttle.events"))
+		return *v == '/' ? set_str(&c->events, v)
+				 : lt_fail("lttle.events=%s: expected an absolute path", v);
+	if (!strcmp(key, "lttle.log")) {
+		if (strcmp(v, "kmsg") && strcmp(v, "console"))
+			return lt_fail("lttle.log=%s: expected kmsg or console", v);
+		c->log_console = !strcmp(v, "console");
+		return 0;
+	}
 	if (!strcmp(key, "ip"))
 		return parse_ip(v, c);
 	return 0; /* someone else's parameter */
@@ -250,5 +259,6 @@ void li_cmdline_free(struct li_cmdline *c)
 	free(c->hostname);
 	free(c->overlay_dev);
 	free(c->ip);
+	free(c->events);
 	memset(c, 0, sizeof(*c));
 }

@@ -55,6 +55,8 @@ struct li_cmdline {
 	bool net;          /* ip=... configures a non-loopback interface */
 	char *ip;          /* this guest's address from ip=, or NULL */
 	char **dns;        /* lttle.dns=A,B, NULL-terminated */
+	char *events;      /* lttle.events=PATH: events to a file, not the port */
+	bool log_console;  /* lttle.log=console: init logs to stderr, not kmsg */
 };
 
 /* Parses /proc/cmdline text:
@@ -65,6 +67,8 @@ struct li_cmdline {
  *   lttle.hostname=H  lttle.ports=P,Q  lttle.dns=A,B
  *   lttle.hook=auto|on|1|seccomp|off|0  (on = auto)
  *   lttle.overlay=auto|none|tmpfs|/dev/DISK
+ *   lttle.events=PATH  lttle.log=kmsg|console  (running init outside a VM:
+ *       event lines go to PATH instead of the guest port, logs to stderr)
  *   ip=CLIENT:SERVER:GW:MASK:HOST:DEV:AUTOCONF[:DNS0:DNS1] (kernel IP_PNP)
  * Parameters after "--" belong to init's argv and are ignored. */
 int li_cmdline_parse(const char *text, struct li_cmdline *out);

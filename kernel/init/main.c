@@ -319,6 +319,20 @@ static void stop_all(void)
 		;
 }
 
+static void open_port(const struct li_cmdline *cl)
+{
+	if (cl->events) {
+		port.fd = open(cl->events, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (port.fd >= 0)
+			port.kind = LI_PORT_FD;
+		else
+			li_log("lttle.events=%s: %s", cl->events, strerror(errno));
+		return;
+	}
+	if (li_port_open(&port) < 0)
+		li_log("%s: events will not reach the VMM", lt_errmsg());
+}
+
 /* Chooses the capture hook: the kernel's (it made /proc/lttle and was not
  * turned off with lttle.hook=) or the seccomp fallback. */
 static bool want_seccomp(const struct li_cmdline *cl)
@@ -377,9 +391,9 @@ int main(void)
 	free(text);
 	setup_mounts(&cl);
 	setup_stdio();
-	li_log_use_kmsg();
-	if (li_port_open(&port) < 0)
-		li_log("%s: events will not reach the VMM", lt_errmsg());
+	if (!cl.log_console)
+		li_log_use_kmsg();
+	open_port(&cl);
 
 	struct app a;
 	if (prepare_app(&cl, &a) < 0)

@@ -60,6 +60,12 @@ static void test_defaults(void **state)
 	assert_int_equal(li_cmdline_parse("lttle.hook=0 lttle.overlay=none", &c), 0);
 	assert_int_equal(c.hook, LI_HOOK_OFF);
 	assert_int_equal(c.overlay, LI_OVL_NONE);
+	assert_null(c.events);
+	assert_false(c.log_console);
+	li_cmdline_free(&c);
+	assert_int_equal(li_cmdline_parse("lttle.events=/run/ev.log lttle.log=console", &c), 0);
+	assert_string_equal(c.events, "/run/ev.log");
+	assert_true(c.log_console);
 	li_cmdline_free(&c);
 }
 
@@ -108,6 +114,7 @@ static void test_bad_values(void **state)
 		"lttle.ports=80,x",       "lttle.ports=80;81",     "lttle.overlay=/etc/x",
 		"lttle.overlay=/dev/../x", "lttle.overlay=/dev/",  "lttle.env=NOEQUALS",
 		"lttle.env==v",           "\"lttle.cmd=sh -c 'oops\"",
+		"lttle.events=rel/path",  "lttle.log=syslog",
 	};
 	for (size_t i = 0; i < LT_ARRAY_LEN(bad); i++) {
 		lt_clear_error();
