@@ -38,6 +38,10 @@ extern char **environ;
 #define QE_TRIG_READ 4096
 #define QE_REASON_MAX 480
 #define QE_PIPE_SIZE (1 << 20)
+/* The raw cache beside a snapshot: "LTQRAW01" | u64 LE created | u64 LE
+ * snapshot size | u64 LE snapshot mtime ns | the QEMU stream. */
+#define QE_RAW_MAGIC "LTQRAW01"
+#define QE_RAW_HDR 32
 /* The guest's address on QEMU user networking and its gateway/DNS. */
 #define QE_GUEST_IP "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3"
 
@@ -464,6 +468,7 @@ struct qengine {
 	char accel_why[160];
 	uint64_t quit_timeout;
 	int zstd_level;
+	bool raw_cache;
 	uint64_t seq;
 	struct qvm *vms;      /* every VM not yet destroyed */
 	struct qop *delivering; /* completions armed but not yet delivered */
@@ -535,6 +540,8 @@ struct qvm {
 	struct qop *start, *ctl, *stopop, *conns;
 	struct qjob *job;
 	int snap_fd; /* restore: positioned after the header */
+	int raw_fd;  /* restore: a valid raw cache, positioned at the stream */
+	bool used_raw;
 	struct lt_qsnap_meta meta;
 	char snap_path[256];
 	bool mig_done;
@@ -685,6 +692,8 @@ struct qjob {
 	size_t hdr_len;
 	int level;
 	char what[256];        /* the snapshot path, for messages */
+	char *cache_path;      /* decompress: also write the raw cache here */
+	uint8_t cache_hdr[QE_RAW_HDR];
 	/* results (written by the thread before it posts) */
 	int err;
 	bool decode_error;
@@ -800,12 +809,24 @@ done:
 	free(out);
 }
 
+/* The raw cache is best effort: any trouble just drops it. */
+static void tee_write(struct qjob *j, struct lt_atomic *tee, const void *p, size_t n)
+{
+	if (tee->fd >= 0 && lt_write_all(tee->fd, p, n) < 0) {
+		lt_warn("snapshot %s: raw cache: %s", j->what, lt_errmsg());
+		lt_atomic_abort(tee);
+	}
+}
+
 static void run_decompress(struct qjob *j)
 {
 	ZSTD_DCtx *dc = ZSTD_createDCtx();
 	size_t in_cap = ZSTD_DStreamInSize(), out_cap = ZSTD_DStreamOutSize();
 	char *in = malloc(in_cap), *out = malloc(out_cap);
 	size_t last = 1; /* ZSTD_decompressStream: 0 = a frame just ended */
+	struct lt_atomic tee = {.fd = -1};
+	if (j->cache_path && lt_atomic_open(&tee, j->cache_path, 0600) == 0)
+		tee_write(j, &tee, j->cache_hdr, sizeof(j->cache_hdr));
 	if (!dc || !in || !out) {
 		job_fail(j, false, "snapshot %s: out of memory", j->what);
 		goto done;
@@ -832,11 +853,18 @@ static void run_decompress(struct qjob *j)
 			}
 			if (ob.pos && job_write(j, j->out_fd, out, ob.pos) < 0)
 				goto done;
+			if (ob.pos)
+				tee_write(j, &tee, out, ob.pos);
 		}
 	}
 	if (last != 0)
 		job_fail(j, true, "snapshot %s: truncated data", j->what);
 done:
+	close(j->out_fd); /* QEMU has it all: end its stream before the fsync */
+	j->out_fd = -1;
+	if (!j->err && tee.fd >= 0 && lt_atomic_commit(&tee) < 0)
+		lt_warn("snapshot %s: raw cache: %s", j->what, lt_errmsg());
+	lt_atomic_abort(&tee);
 	ZSTD_freeDCtx(dc);
 	free(in);
 	free(out);
@@ -881,6 +909,7 @@ static void job_free(struct qjob *j)
 	pthread_mutex_destroy(&j->m);
 	pthread_cond_destroy(&j->c);
 	free(j->hdr);
+	free(j->cache_path);
 	free(j);
 }
 
@@ -1019,6 +1048,8 @@ static void vm_destroy(struct qvm *vm)
 	}
 	if (vm->snap_fd >= 0)
 		close(vm->snap_fd);
+	if (vm->raw_fd >= 0)
+		close(vm->raw_fd);
 	if (vm->dir && lt_rm_rf(vm->dir) < 0)
 		lt_warn("qemu %s: removing %s: %s", vm->label, vm->dir, lt_errmsg());
 	free(vm->dir);
@@ -1157,6 +1188,14 @@ static void vm_fail_start(struct qvm *vm, const char *why, bool snapshot_bad)
 {
 	struct qop *op = vm->start;
 	vm->start = NULL;
+	if (vm->used_raw) {
+		/* Blame the cache, not the snapshot: drop it; next time decompresses. */
+		char *raw = lt_sprintf("%s.raw", vm->snap_path);
+		if (raw && unlink(raw) == 0)
+			lt_warn("qemu %s: dropped raw cache %s", vm->label, raw);
+		free(raw);
+		snapshot_bad = false;
+	}
 	if (op) {
 		op->res.snapshot_bad = snapshot_bad;
 		op_finish(op, -1, why);
@@ -1526,7 +1565,7 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 	vm->e = e;
 	vm->cfg = cfg;
 	vm->state = state;
-	vm->pidfd = vm->trig_fd = vm->snap_fd = -1;
+	vm->pidfd = vm->trig_fd = vm->snap_fd = vm->raw_fd = -1;
 	lt_timer_init(&vm->kill_t, kill_fired);
 	vm->next = e->vms;
 	vm->pprev = &e->vms;
@@ -1722,6 +1761,38 @@ bad:
 	return -1;
 }
 
+static void raw_header(uint8_t h[QE_RAW_HDR], const struct lt_qsnap_meta *m,
+		       const struct stat *st)
+{
+	uint64_t v[3] = {m->created_wall_ns, (uint64_t)st->st_size,
+			 (uint64_t)st->st_mtim.tv_sec * 1000000000ull + (uint64_t)st->st_mtim.tv_nsec};
+	memcpy(h, QE_RAW_MAGIC, 8);
+	for (int i = 0; i < 3; i++)
+		for (int b = 0; b < 8; b++)
+			h[8 + 8 * i + b] = (uint8_t)(v[i] >> (8 * b));
+}
+
+/* The raw cache of the snapshot open on snap_fd, positioned at its stream,
+ * or -1 when there is none or it belongs to another snapshot. */
+static int raw_cache_open(int snap_fd, const char *snap_path, const struct lt_qsnap_meta *m)
+{
+	struct stat st;
+	uint8_t want[QE_RAW_HDR], got[QE_RAW_HDR];
+	if (fstat(snap_fd, &st) < 0)
+		return -1;
+	raw_header(want, m, &st);
+	char *path = lt_sprintf("%s.raw", snap_path);
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	free(path);
+	if (fd < 0)
+		return -1;
+	if (lt_read_full(fd, got, sizeof(got)) < 0 || memcmp(got, want, sizeof(want))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static int qe_restore(struct lt_engine *pe, struct lt_instance *inst,
 		      const struct lt_app_spec *app, struct lt_shell *shell, lt_engine_done done,
 		      void *arg)
@@ -1742,9 +1813,13 @@ static int qe_restore(struct lt_engine *pe, struct lt_instance *inst,
 	fd = snapshot_open(e, cfg, app->snapshot, &m);
 	if (fd < 0)
 		goto fail_bad;
+	int raw = e->raw_cache ? raw_cache_open(fd, app->snapshot, &m) : -1;
 	struct qop *op = op_new(e, OP_RESTORE, done, arg);
-	if (!op)
+	if (!op) {
+		if (raw >= 0)
+			close(raw);
 		goto fail;
+	}
 	if (vm && (vm->state != V_SHELL || vm->reaped || vm->cfg != cfg)) {
 		lt_info("qemu %s: shell unusable; restoring in a new process", vm->label);
 		vm_teardown(vm);
@@ -1754,6 +1829,8 @@ static int qe_restore(struct lt_engine *pe, struct lt_instance *inst,
 		vm = vm_spawn(e, cfg, lt_instance_id(inst), true, V_RESTORE);
 		if (!vm) {
 			free(op);
+			if (raw >= 0)
+				close(raw);
 			goto fail;
 		}
 	}
@@ -1761,6 +1838,7 @@ static int qe_restore(struct lt_engine *pe, struct lt_instance *inst,
 	vm->start = op;
 	vm->t_op = lt_now_ns();
 	vm->snap_fd = fd;
+	vm->raw_fd = raw;
 	vm->meta = m;
 	snprintf(vm->snap_path, sizeof(vm->snap_path), "%s", app->snapshot);
 	vm_set_inst(vm, inst);
@@ -1812,9 +1890,26 @@ static void restore_begin(struct qvm *vm)
 		vm_fail_start(vm, msg, true);
 		return;
 	}
+	json_t *fdargs = json_pack("{s:s}", "fdname", "lttle-in");
+	json_t *inargs = json_pack("{s:s}", "uri", "fd:lttle-in");
+	if (vm->raw_fd >= 0) {
+		/* QEMU reads the decompressed stream straight from the cache. */
+		int raw = vm->raw_fd;
+		vm->raw_fd = -1;
+		vm->used_raw = true;
+		if (lt_qmp_command(vm->qmp, "getfd", fdargs, raw, on_restore_getfd, vm) < 0 ||
+		    lt_qmp_command(vm->qmp, "migrate-incoming", inargs, -1, on_restore_incoming,
+				   vm) < 0) {
+			snprintf(msg, sizeof(msg), "restore: %s", lt_errmsg());
+			vm_fail_start(vm, msg, false);
+		}
+		return;
+	}
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		snprintf(msg, sizeof(msg), "restore: pipe: %s", strerror(errno));
+		json_decref(fdargs);
+		json_decref(inargs);
 		vm_fail_start(vm, msg, false);
 		return;
 	}
@@ -1823,22 +1918,29 @@ static void restore_begin(struct qvm *vm)
 	if (!j) {
 		close(p[0]);
 		close(p[1]);
+		json_decref(fdargs);
+		json_decref(inargs);
 		vm_fail_start(vm, "restore: out of memory", false);
 		return;
 	}
 	j->in_fd = vm->snap_fd;
 	vm->snap_fd = -1;
 	j->out_fd = p[1];
+	struct stat st;
+	if (e->raw_cache && fstat(j->in_fd, &st) == 0) {
+		j->cache_path = lt_sprintf("%s.raw", vm->snap_path);
+		raw_header(j->cache_hdr, &vm->meta, &st);
+	}
 	if (job_start(j) < 0) {
 		snprintf(msg, sizeof(msg), "%s", lt_errmsg());
 		close(p[0]);
 		job_free(j);
+		json_decref(fdargs);
+		json_decref(inargs);
 		vm_fail_start(vm, msg, false);
 		return;
 	}
 	vm->job = j;
-	json_t *fdargs = json_pack("{s:s}", "fdname", "lttle-in");
-	json_t *inargs = json_pack("{s:s}", "uri", "fd:lttle-in");
 	if (lt_qmp_command(vm->qmp, "getfd", fdargs, p[0], on_restore_getfd, vm) < 0 ||
 	    lt_qmp_command(vm->qmp, "migrate-incoming", inargs, -1, on_restore_incoming, vm) < 0) {
 		snprintf(msg, sizeof(msg), "restore: %s", lt_errmsg());
@@ -1876,8 +1978,9 @@ static void restore_migrated(struct qvm *vm, bool ok, const char *status)
 {
 	if (!ok) {
 		char msg[QE_REASON_MAX];
-		snprintf(msg, sizeof(msg), "QEMU could not load snapshot %.160s (migration %.16s)%s%.200s",
-			 vm->snap_path, status, vm->job && vm->job->err ? ": " : "",
+		snprintf(msg, sizeof(msg), "QEMU could not load %s%.160s (migration %.16s)%s%.200s",
+			 vm->used_raw ? "the raw cache of snapshot " : "snapshot ", vm->snap_path,
+			 status, vm->job && vm->job->err ? ": " : "",
 			 vm->job && vm->job->err ? vm->job->msg : "");
 		vm_fail_start(vm, msg, true);
 		return;
@@ -1928,6 +2031,10 @@ static void job_done_cb(void *arg)
 			lt_info("qemu %s: snapshot %s: %llu bytes of state, %llu written",
 				vm->label, j->what, (unsigned long long)j->bytes_in,
 				(unsigned long long)j->bytes_out);
+			char *raw = lt_sprintf("%s.raw", j->what);
+			if (raw)
+				unlink(raw); /* a cache of the file this one replaced */
+			free(raw);
 			op_finish(op, 0, NULL);
 		}
 	}
@@ -2331,6 +2438,7 @@ struct lt_engine *lt_engine_qemu_new(const struct lt_qemu_opts *o)
 	e->qemu = lt_strdup(o->qemu ? o->qemu : "qemu-system-x86_64");
 	e->quit_timeout = o->quit_timeout ? o->quit_timeout : LT_SEC(3);
 	e->zstd_level = o->zstd_level ? o->zstd_level : 3;
+	e->raw_cache = !o->no_raw_cache;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
 	if (!e->run_dir || !e->qemu) {

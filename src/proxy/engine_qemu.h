@@ -31,6 +31,9 @@ struct lt_qemu_opts {
 				     /dev/kvm opens, else TCG */
 	uint64_t quit_timeout;    /* stop: QMP quit, SIGKILL after (0: 3 s) */
 	int zstd_level;           /* snapshot compression (0: 3) */
+	bool no_raw_cache;        /* don't keep "<snapshot>.raw", the decompressed
+				     stream QEMU reads directly (faster restores,
+				     the stream's size on disk) */
 };
 
 /* struct lt_engine *lt_engine_qemu_new(const struct lt_qemu_opts *o); is in
