@@ -14,7 +14,8 @@ static void usage(FILE *out)
 		"  REF                 alpine, ghcr.io/org/app:tag, host:port/name@sha256:...\n"
 		"  -p, --platform P    image to pick from a multi-platform index\n"
 		"                      (default: this host, e.g. linux/amd64)\n"
-		"      --insecure      allow plain HTTP to a non-loopback registry\n"
+		"      --insecure      allow plain HTTP (and unverified TLS) to a\n"
+		"                      non-loopback registry; loopback ones always may\n"
 		"  -q, --quiet         no progress output\n"
 		"  -h, --help          this help\n\n"
 		"Credentials come from $DOCKER_CONFIG/config.json or ~/.docker/config.json.\n");
