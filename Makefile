@@ -47,7 +47,7 @@ TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TESTLIB_SRCS))
 UNIT_EXTRA :=
 
 .PHONY: all check test unit asan fuzz bench demo clean deps
-all: $(BUILD)/lttle $(BUILD)/ignitiond lttle
+all: $(BUILD)/lttle $(BUILD)/ignitiond $(if $(filter build,$(BUILD)),lttle)
 
 # Every fragment may add to `all`, unit-test extras and its own targets.
 -include $(sort $(wildcard src/*/module.mk cmd/*/module.mk kernel/*.mk tests/*/module.mk))
