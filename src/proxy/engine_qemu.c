@@ -1836,6 +1836,7 @@ static int qe_restore(struct lt_engine *pe, struct lt_instance *inst,
 	}
 	vm->state = V_RESTORE;
 	vm->start = op;
+	vm->mig_done = false;
 	vm->t_op = lt_now_ns();
 	vm->snap_fd = fd;
 	vm->raw_fd = raw;
@@ -1974,6 +1975,15 @@ static void on_restore_cont(void *arg, json_t *ret, const char *err)
 	op_finish(op, 0, NULL);
 }
 
+static void restore_cont(struct qvm *vm)
+{
+	if (lt_qmp_command(vm->qmp, "cont", NULL, -1, on_restore_cont, vm) < 0) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "restore: %s", lt_errmsg());
+		vm_fail_start(vm, msg, false);
+	}
+}
+
 static void restore_migrated(struct qvm *vm, bool ok, const char *status)
 {
 	if (!ok) {
@@ -1986,11 +1996,11 @@ static void restore_migrated(struct qvm *vm, bool ok, const char *status)
 		return;
 	}
 	vm->t_loaded = lt_now_ns();
-	if (lt_qmp_command(vm->qmp, "cont", NULL, -1, on_restore_cont, vm) < 0) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "restore: %s", lt_errmsg());
-		vm_fail_start(vm, msg, false);
-	}
+	vm->mig_done = true;
+	/* zstd checks the frame checksum after QEMU has the last byte: run
+	 * the guest only once the whole stream is known good. */
+	if (!vm->job)
+		restore_cont(vm);
 }
 
 static void job_done_cb(void *arg)
@@ -2016,6 +2026,8 @@ static void job_done_cb(void *arg)
 			vm_fail_start(vm, vm->reason, strstr(vm->reason, "migration") != NULL);
 		} else {
 			job_free(j);
+			if (restoring && vm->mig_done)
+				restore_cont(vm);
 		}
 		return;
 	}

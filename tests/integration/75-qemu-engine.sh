@@ -14,8 +14,11 @@
 . "$LTTLE_ROOT/tests/e2e/lib.sh"
 
 DRV=$LTTLE_BUILD/it/qemu-engine-drv
-[ -x "$DRV" ] || fail "$DRV is missing (make BUILD=... test-prereqs)"
-[ -x "$LTTLE_BUILD/lttle-init" ] || fail "$LTTLE_BUILD/lttle-init is missing"
+for f in "$DRV" "$LTTLE_BUILD/lttle-init"; do
+	[ -x "$f" ] && continue
+	make -s -C "$LTTLE_ROOT" BUILD="$LTTLE_BUILD" "$f" >"$T/make.log" 2>&1 ||
+		fail "$f is missing and does not build: $(tail -3 "$T/make.log")"
+done
 ROUNDS=${QEMU_ENGINE_ROUNDS:-3}
 
 e2e_kernel

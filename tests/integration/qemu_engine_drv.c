@@ -576,6 +576,39 @@ int main(int argc, char **argv)
 			remove_app(rb);
 		}
 
+		/* A wrong frame checksum shows only after QEMU has read the whole
+		 * stream: the guest must never run on it. */
+		char *badsum = lt_path_join(work, "badsum.qsnap");
+		char *sdata;
+		size_t slen;
+		if (lt_read_file(snap, 1 << 30, &sdata, &slen) < 0)
+			FAIL("read snapshot: %s", lt_errmsg());
+		sdata[slen - 1] ^= 0x01;
+		if (lt_write_file_atomic(badsum, sdata, slen, 0600) < 0)
+			FAIL("write %s: %s", badsum, lt_errmsg());
+		free(sdata);
+		struct lt_app *bs = add_app("badsum", cfg, badsum, 0, 0);
+		struct acq ba = {.fd = -1};
+		struct lt_pool_conn *bpc = lt_app_acquire(bs, gport, &acq_ops, &ba);
+		uint64_t bend = lt_now_ns() + LT_SEC(30);
+		while (!lt_app_degraded(bs) && lt_now_ns() < bend && !ba.done)
+			lt_loop_run_once(loop, 10);
+		deg = lt_app_degraded(bs);
+		if (!deg || !strstr(deg, "checksum"))
+			FAIL("bad checksum: app not degraded for it (%s)", deg ? deg : "none");
+		if (stats(bs).restores != 0)
+			FAIL("bad checksum: a restore was counted as started");
+		printf("ok: a bad frame checksum stops the restore before the guest runs: %s\n", deg);
+		if (bpc && !ba.done)
+			lt_pool_conn_cancel(bpc);
+		else if (ba.pc) {
+			close(ba.fd);
+			lt_pool_conn_release(ba.pc, 0, 0);
+		}
+		remove_app(bs);
+		unlink(badsum);
+		free(badsum);
+
 		/* corrupt: damaged zstd data fails the restore; cold boot serves. */
 		char *bad = lt_path_join(work, "bad.qsnap");
 		char *data;
