@@ -1,13 +1,7 @@
 /* lttle build: flatten a stored image into an ext4 or squashfs rootfs.
  *
- * Cache: $LTTLE_HOME/rootfs/<manifest-hex>-<options-hash>.<fmt>, beside
- *   <same>.json        the runtime config (also inside the image at
- *                      LT_GUEST_CONFIG_PATH) for the guest init
- *   <same>.build.json  {"format","size","entries","digest"} of the image
- * The options hash covers the format, --size, the guest init's content,
- * the runtime config and the rootfs writer version, so a change to any
- * of them builds a new image. The three files are written in that order
- * and an entry counts as cached only when all three exist.
+ * The build and its cache live in src/rootfs/oci_build.c (shared with
+ * ignitiond's deploy); this file is the command line around it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,11 +17,9 @@
 
 #include "cli.h"
 #include "oci/oci.h"
+#include "rootfs/oci_build.h"
 #include "rootfs/rootfs.h"
 #include "vmm/guest_abi.h"
-
-/* Bump when the writers' output changes for the same input. */
-#define ROOTFS_WRITER_VERSION "lttle-rootfs-1"
 
 struct build_opts {
 	const char *ref;
@@ -97,70 +89,6 @@ static int parse_args(int argc, char **argv, struct build_opts *o)
 	return 0;
 }
 
-/* ---- cache key -------------------------------------------------------- */
-
-static char *cache_base(const struct oci_image *img, const struct build_opts *o,
-			const char *init_hex, const char *config)
-{
-	char cfg_hex[LT_SHA256_HEX], key_hex[LT_SHA256_HEX];
-	if (lt_sha256_hex(config, strlen(config), cfg_hex) < 0)
-		return NULL;
-	const char *level = getenv("LTTLE_SQUASHFS_LEVEL");
-	char *key = lt_sprintf("%s\nformat=%s\nsize=%llu\ninit=%s\nconfig=%s\nlevel=%s\n",
-			       ROOTFS_WRITER_VERSION, rootfs_format_name(o->format),
-			       (unsigned long long)o->size, init_hex ? init_hex : "none", cfg_hex,
-			       level ? level : "");
-	if (!key || lt_sha256_hex(key, strlen(key), key_hex) < 0) {
-		free(key);
-		return NULL;
-	}
-	free(key);
-	const char *mhex = strchr(img->manifest_digest, ':');
-	mhex = mhex ? mhex + 1 : img->manifest_digest;
-	return lt_sprintf("%s/rootfs/%s-%.12s", lt_home(), mhex, key_hex);
-}
-
-/* ---- build info ------------------------------------------------------- */
-
-struct info {
-	uint64_t size, entries;
-	char digest[80];
-};
-
-static int info_load(const char *path, struct info *in)
-{
-	json_error_t jerr;
-	json_t *j = json_load_file(path, 0, &jerr);
-	if (!j)
-		return -1;
-	json_t *size = json_object_get(j, "size"), *entries = json_object_get(j, "entries");
-	json_t *digest = json_object_get(j, "digest");
-	int rc = -1;
-	if (json_is_integer(size) && json_is_integer(entries)) {
-		in->size = (uint64_t)json_integer_value(size);
-		in->entries = (uint64_t)json_integer_value(entries);
-		snprintf(in->digest, sizeof(in->digest), "%s",
-			 json_is_string(digest) ? json_string_value(digest) : "");
-		rc = 0;
-	}
-	json_decref(j);
-	return rc;
-}
-
-static int info_save(const char *path, const struct info *in, enum rootfs_format f)
-{
-	json_t *j = json_pack("{s:s, s:I, s:I, s:s}", "format", rootfs_format_name(f), "size",
-			      (json_int_t)in->size, "entries", (json_int_t)in->entries, "digest",
-			      in->digest);
-	char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(j);
-	if (!s)
-		return lt_fail("cannot format %s", path);
-	int rc = lt_write_file_atomic(path, s, strlen(s), 0644);
-	free(s);
-	return rc;
-}
-
 /* ---- copying the image out --------------------------------------------- */
 
 /* Copies src to dst keeping holes: a reflink when the filesystem can,
@@ -219,70 +147,14 @@ static int write_copy(const char *src, const char *dst)
 	return lt_atomic_commit(&a);
 }
 
-/* ---- the build -------------------------------------------------------- */
+/* ---- the build ---------------------------------------------------- */
 
-static char *runtime_config(const struct oci_image *img)
-{
-	json_t *rc = oci_image_runtime_config(img);
-	if (!rc)
-		return NULL;
-	char *s = json_dumps(rc, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(rc);
-	char *out = s ? lt_sprintf("%s\n", s) : NULL;
-	free(s);
-	if (!out)
-		lt_fail("cannot format the runtime config");
-	return out;
-}
-
-static int build_image(const struct build_opts *o, const struct oci_image *img,
-		       const char *init, const char *config, const char *path, struct info *info)
-{
-	const char **layers = lt_calloc(img->n_layers + 1, sizeof(*layers));
-	if (!layers)
-		return -1;
-	for (size_t i = 0; i < img->n_layers; i++)
-		layers[i] = img->layers[i].path;
-	struct rootfs_inject inj[2] = {
-		{.path = LT_GUEST_CONFIG_PATH, .data = config, .len = strlen(config), .mode = 0644},
-		{.path = LT_GUEST_INIT_PATH, .src_path = init, .mode = 0755},
-	};
-	struct lt_progress *p = lt_progress_new(stderr, o->quiet);
-	struct rootfs_spec spec = {
-		.format = o->format,
-		.layers = layers,
-		.n_layers = img->n_layers,
-		.injects = inj,
-		.n_injects = init ? 2 : 1,
-		.size = o->size,
-		.progress = p,
-	};
-	struct rootfs_stats st;
-	uint64_t t0 = lt_now_ns();
-	int rc = rootfs_build(&spec, path, &st);
-	lt_progress_free(p);
-	free(layers);
-	if (rc < 0)
-		return lt_fail_ctx("building %s", o->ref);
-	info->size = st.image_size;
-	info->entries = st.entries;
-	info->digest[0] = '\0';
-	if (!o->quiet) {
-		char a[16], b[16];
-		fprintf(stderr, "built %s image: %s, %llu entries, %s of file data in %.2fs\n",
-			rootfs_format_name(o->format), lt_human_size(st.image_size, a, sizeof(a)),
-			(unsigned long long)st.entries, lt_human_size(st.bytes, b, sizeof(b)),
-			(double)(lt_now_ns() - t0) / 1e9);
-	}
-	return 0;
-}
-
-static int print_json(const char *path, const struct build_opts *o, const struct info *in,
-		      bool cached)
+static int print_json(const char *path, const struct build_opts *o,
+		      const struct rootfs_oci_result *r)
 {
 	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:s, s:b}", "path", path, "format",
-			      rootfs_format_name(o->format), "size", (json_int_t)in->size, "entries",
-			      (json_int_t)in->entries, "digest", in->digest, "cached", cached);
+			      rootfs_format_name(o->format), "size", (json_int_t)r->size, "entries",
+			      (json_int_t)r->entries, "digest", r->digest, "cached", r->cached);
 	if (!j || json_dumpf(j, stdout, JSON_INDENT(2)) < 0) {
 		json_decref(j);
 		return lt_fail("cannot format the result");
@@ -292,7 +164,10 @@ static int print_json(const char *path, const struct build_opts *o, const struct
 	return 0;
 }
 
-static char *find_init(bool quiet, char hex[LT_SHA256_HEX])
+/* The guest init beside the binary (or $LTTLE_LIBEXEC...); NULL, with a
+ * warning, when there is none: the image then boots only with an init
+ * of its own. */
+static char *find_init(bool quiet)
 {
 	char *init = cli_find_libexec("lttle-init");
 	if (!init) {
@@ -300,68 +175,52 @@ static char *find_init(bool quiet, char hex[LT_SHA256_HEX])
 			fprintf(stderr, "lttle build: warning: the guest init (lttle-init) was not "
 					"found; building without it\n");
 		lt_clear_error();
-		return NULL;
-	}
-	if (lt_sha256_file_hex(init, hex) < 0) {
-		free(init);
-		return NULL;
 	}
 	return init;
 }
 
 static int run(const struct build_opts *o, struct oci_image *img)
 {
-	char init_hex[LT_SHA256_HEX];
-	char *init = find_init(o->quiet, init_hex);
-	char *config = runtime_config(img);
-	char *base = config ? cache_base(img, o, init ? init_hex : NULL, config) : NULL;
-	char *path = base ? lt_sprintf("%s.%s", base, rootfs_format_name(o->format)) : NULL;
-	char *cfg_path = base ? lt_sprintf("%s.json", base) : NULL;
-	char *info_path = base ? lt_sprintf("%s.build.json", base) : NULL;
-	char *dir = lt_path_join(lt_home(), "rootfs");
-	int rc = -1;
-	struct info info = {0};
-	bool cached = false;
-	if (!config || !path || !cfg_path || !info_path || !dir || lt_mkdir_p(dir, 0755) < 0)
-		goto out;
-	cached = !o->no_cache && lt_path_exists(path) && lt_path_exists(cfg_path) &&
-		 info_load(info_path, &info) == 0;
-	if (cached) {
-		if (!o->quiet)
+	char *init = find_init(o->quiet);
+	struct lt_progress *p = lt_progress_new(stderr, o->quiet);
+	struct rootfs_oci_opts ro = {
+		.root = lt_home(),
+		.format = o->format,
+		.size = o->size,
+		.init_path = init,
+		.no_cache = o->no_cache,
+		.progress = p,
+	};
+	struct rootfs_oci_result r;
+	uint64_t t0 = lt_now_ns();
+	int rc = rootfs_build_oci(img, &ro, &r);
+	lt_progress_free(p);
+	free(init);
+	if (rc < 0)
+		return -1;
+	if (!o->quiet) {
+		char a[16];
+		if (r.cached)
 			fprintf(stderr, "using the cached %s image of %s\n",
 				rootfs_format_name(o->format), o->ref);
-	} else {
-		if (build_image(o, img, init, config, path, &info) < 0 ||
-		    lt_write_file_atomic(cfg_path, config, strlen(config), 0644) < 0 ||
-		    info_save(info_path, &info, o->format) < 0)
-			goto out;
+		else
+			fprintf(stderr, "built %s image: %s, %llu entries in %.2fs\n",
+				rootfs_format_name(o->format), lt_human_size(r.size, a, sizeof(a)),
+				(unsigned long long)r.entries, (double)(lt_now_ns() - t0) / 1e9);
 	}
-	if (o->json && !info.digest[0]) {
-		char hex[LT_SHA256_HEX];
-		if (lt_sha256_file_hex(path, hex) < 0)
-			goto out;
-		snprintf(info.digest, sizeof(info.digest), "sha256:%s", hex);
-		if (info_save(info_path, &info, o->format) < 0)
-			goto out;
-	}
-	const char *shown = path;
-	if (o->out) {
-		if (write_copy(path, o->out) < 0)
-			goto out;
+	const char *shown = r.path;
+	rc = 0;
+	if (o->json && rootfs_oci_digest(&r, o->format) < 0)
+		rc = -1;
+	if (rc == 0 && o->out) {
+		rc = write_copy(r.path, o->out);
 		shown = o->out;
 	}
-	if (o->json)
-		rc = print_json(shown, o, &info, cached);
-	else
-		rc = printf("%s\n", shown) < 0 ? lt_fail_errno("cannot write to stdout") : 0;
-out:
-	free(init);
-	free(config);
-	free(base);
-	free(path);
-	free(cfg_path);
-	free(info_path);
-	free(dir);
+	if (rc == 0 && o->json)
+		rc = print_json(shown, o, &r);
+	else if (rc == 0 && printf("%s\n", shown) < 0)
+		rc = lt_fail_errno("cannot write to stdout");
+	rootfs_oci_result_free(&r);
 	return rc;
 }
 

@@ -49,10 +49,13 @@ static int info_load(const char *path, struct rootfs_oci_result *r)
 	if (!j)
 		return -1;
 	json_t *size = json_object_get(j, "size"), *entries = json_object_get(j, "entries");
+	json_t *digest = json_object_get(j, "digest");
 	int rc = -1;
 	if (json_is_integer(size) && json_is_integer(entries)) {
 		r->size = (uint64_t)json_integer_value(size);
 		r->entries = (uint64_t)json_integer_value(entries);
+		snprintf(r->digest, sizeof(r->digest), "%s",
+			 json_is_string(digest) ? json_string_value(digest) : "");
 		rc = 0;
 	}
 	json_decref(j);
@@ -62,7 +65,7 @@ static int info_load(const char *path, struct rootfs_oci_result *r)
 static int info_save(const char *path, const struct rootfs_oci_result *r, enum rootfs_format f)
 {
 	json_t *j = json_pack("{s:s, s:I, s:I, s:s}", "format", rootfs_format_name(f), "size",
-			      (json_int_t)r->size, "entries", (json_int_t)r->entries, "digest", "");
+			      (json_int_t)r->size, "entries", (json_int_t)r->entries, "digest", r->digest);
 	char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(j);
 	if (!s)
@@ -112,25 +115,26 @@ int rootfs_build_oci(const struct oci_image *img, const struct rootfs_oci_opts *
 		return -1;
 	char *config = runtime_config(img);
 	char *base = config ? cache_base(img, o, o->init_path ? init_hex : NULL, config) : NULL;
-	char *info_path = base ? lt_sprintf("%s.build.json", base) : NULL;
 	char *dir = lt_path_join(o->root, "rootfs");
 	int rc = -1;
 	if (base) {
 		res->path = lt_sprintf("%s.%s", base, rootfs_format_name(o->format));
 		res->config_path = lt_sprintf("%s.json", base);
+		res->info_path = lt_sprintf("%s.build.json", base);
 	}
-	if (!config || !res->path || !res->config_path || !info_path || !dir ||
+	if (!config || !res->path || !res->config_path || !res->info_path || !dir ||
 	    lt_mkdir_p(dir, 0755) < 0)
 		goto out;
 	res->cached = !o->no_cache && lt_path_exists(res->path) &&
-		      lt_path_exists(res->config_path) && info_load(info_path, res) == 0;
+		      lt_path_exists(res->config_path) && info_load(res->info_path, res) == 0;
 	if (res->cached) {
 		rc = 0;
 		goto out;
 	}
+	res->digest[0] = '\0';
 	if (build(img, o, config, res) < 0 ||
 	    lt_write_file_atomic(res->config_path, config, strlen(config), 0644) < 0 ||
-	    info_save(info_path, res, o->format) < 0)
+	    info_save(res->info_path, res, o->format) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -138,14 +142,28 @@ out:
 		rootfs_oci_result_free(res);
 	free(config);
 	free(base);
-	free(info_path);
 	free(dir);
 	return rc;
+}
+
+int rootfs_oci_digest(struct rootfs_oci_result *res, enum rootfs_format f)
+{
+	if (res->digest[0])
+		return 0;
+	char hex[LT_SHA256_HEX];
+	if (lt_sha256_file_hex(res->path, hex) < 0)
+		return -1;
+	snprintf(res->digest, sizeof(res->digest), "sha256:%s", hex);
+	/* Best effort: a later --json on the cached image skips the hash. */
+	if (res->info_path && info_save(res->info_path, res, f) < 0)
+		lt_clear_error();
+	return 0;
 }
 
 void rootfs_oci_result_free(struct rootfs_oci_result *res)
 {
 	free(res->path);
 	free(res->config_path);
-	res->path = res->config_path = NULL;
+	free(res->info_path);
+	res->path = res->config_path = res->info_path = NULL;
 }

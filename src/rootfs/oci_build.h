@@ -7,8 +7,9 @@
  *   <same>.build.json  {"format","size","entries","digest"}
  * The options hash covers the format, the ext4 size, the guest init's
  * content, the runtime config, $LTTLE_SQUASHFS_LEVEL and the writer
- * version (the same key cmd/lttle/cmd_build.c computes, so both share
- * entries). An entry counts as cached only when all three files exist.
+ * version, so a change to any of them builds a new image. The three
+ * files are written in that order (each atomically) and an entry counts
+ * as cached only when all three exist.
  */
 #ifndef LTTLE_ROOTFS_OCI_BUILD_H
 #define LTTLE_ROOTFS_OCI_BUILD_H
@@ -34,12 +35,17 @@ struct rootfs_oci_opts {
 struct rootfs_oci_result {
 	char *path;        /* the image (malloc'd) */
 	char *config_path; /* the runtime config beside it (malloc'd) */
+	char *info_path;   /* <same>.build.json (malloc'd) */
 	uint64_t size, entries;
 	bool cached;
+	char digest[80];   /* "sha256:<hex>" once known, else "" */
 };
 
 int rootfs_build_oci(const struct oci_image *img, const struct rootfs_oci_opts *o,
 		     struct rootfs_oci_result *res);
+/* Fills res->digest: from <same>.build.json, else by hashing the image
+ * (then remembered there). */
+int rootfs_oci_digest(struct rootfs_oci_result *res, enum rootfs_format f);
 void rootfs_oci_result_free(struct rootfs_oci_result *res);
 
 #endif
