@@ -106,7 +106,10 @@ int lt_buf_printf(struct lt_buf *b, const char *fmt, ...)
 
 int lt_buf_cstr(struct lt_buf *b)
 {
-	return buf_reserve(b, 0);
+	if (buf_reserve(b, 0) < 0)
+		return -1;
+	b->data[b->len] = '\0'; /* a never-appended buffer is fresh memory */
+	return 0;
 }
 
 void lt_buf_free(struct lt_buf *b)
