@@ -362,6 +362,13 @@ json_t *dmn_app_json(struct dmn *d, struct dapp *a, bool detail)
 	json_object_set_new(j, "degraded", deg ? json_string(deg) : json_null());
 	json_object_set_new(j, "note", a->note[0] ? json_string(a->note) : json_null());
 	json_object_set_new(j, "host", s->host[0] ? json_string(s->host) : json_null());
+	json_object_set_new(j, "policy",
+			    json_pack("{s:i, s:i, s:i, s:I, s:I, s:I, s:s}", "min", (int)s->min,
+				      "max", (int)s->max, "concurrency", (int)s->concurrency,
+				      "idle_timeout_ms", (json_int_t)s->idle_timeout_ms,
+				      "scale_down_ms", (json_int_t)s->scale_down_ms,
+				      "queue_timeout_ms", (json_int_t)s->queue_timeout_ms, "trigger",
+				      s->trigger_text));
 	if (detail) {
 		json_t *insts = json_array();
 		for (struct lt_instance *i = lt_app_first_instance(a->app); i;

@@ -243,6 +243,9 @@ uint64_t dmn_proc_start_time(int pid)
 	 * last ')' */
 	char *p = strrchr(data, ')');
 	uint64_t start = 0;
+	/* a zombie is gone for our purposes (its parent may never reap it) */
+	if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'))
+		p = NULL;
 	if (p) {
 		p++;
 		for (int field = 3; field < 22 && p; field++)
