@@ -29,17 +29,21 @@ e2e_case_httpd() {
 	case "$append" in *EXTRA=from-cmdline*)
 		assert_contains "$info" "EXTRA=from-cmdline" "$name: lttle.env" ;;
 	esac
-	e2e_assert_order "$T/$name.trig" ready "bind-before 8080" "bind-after 8080 0" \
-		"listen-before 8080" "listen-after 8080 0"
+	e2e_assert_order "$T/$name.trig" ready "trigger 7" hold release "bind-before 8080" \
+		"bind-after 8080 0" "listen-before 8080" "listen-after 8080 0"
 	assert_eq 1 "$(grep -c '^ready$' "$T/$name.trig")" "$name: one ready"
+	assert_contains "$info" "proc-exit: refused" "$name: /proc/lttle refuses exit from a user"
+	if grep -q '^exit' "$T/$name.trig"; then fail "$name: a user's exit line got through"; fi
 	local serial
 	serial=$(cat "$T/$name.serial")
 	case "$append" in
 	*lttle.hook=seccomp*)
+		assert_contains "$info" "proc: hook off" "$name: /proc/lttle state"
 		assert_contains "$serial" "lttle-init: capture hook: seccomp" "$name: hook choice"
 		assert_contains "$serial" "lttle-init: listen-after 8080 0 (seccomp)" "$name: seccomp report"
 		case "$serial" in *"lttle: listen-after"*) fail "$name: the kernel hook reported too" ;; esac ;;
 	*)
+		assert_contains "$info" "proc: hook on" "$name: /proc/lttle state"
 		assert_contains "$serial" "lttle-init: capture hook: kernel" "$name: hook choice"
 		assert_contains "$serial" "lttle: listen-after 8080 0" "$name: kernel report" ;;
 	esac

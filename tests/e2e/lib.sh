@@ -53,8 +53,15 @@ with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
     add("etc/group", data=b"root:x:0:\napp:x:1000:\nweb:x:2000:app\n")
     add("www", "d", mode=0o755, uid=1000, gid=1000)
     add("www/index.html", data=b"hello from lttle\n", uid=1000, gid=1000)
+    # /proc/lttle (patched kernel): any user may send trigger/hold/release,
+    # only root an exit code.
     add("entry.sh", mode=0o755, data=b"#!/bin/sh\n"
         b"{ echo \"id: $(id)\"; echo \"pwd: $(pwd)\"; env | sort; } > /www/info.txt\n"
+        b"if [ -e /proc/lttle ] && [ \"$(id -u)\" != 0 ]; then\n"
+        b"  echo \"proc: $(cat /proc/lttle)\" >> /www/info.txt\n"
+        b"  echo 'trigger 7' > /proc/lttle; echo hold > /proc/lttle; echo release > /proc/lttle\n"
+        b"  (echo 'exit 9' > /proc/lttle) 2>/dev/null || echo 'proc-exit: refused' >> /www/info.txt\n"
+        b"fi\n"
         b"exec \"$@\"\n")
 PY
 	python3 "$LTTLE_ROOT/tests/lib/mkimage.py" build "$layout" --tag httpd \
