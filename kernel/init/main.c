@@ -114,8 +114,10 @@ static char *pick_hostname(const struct li_cmdline *cl)
 	char cur[65] = "";
 	if (cl->hostname)
 		return lt_strdup(cl->hostname);
-	/* ip=...:HOST:... made the kernel set it already */
-	if (gethostname(cur, sizeof(cur) - 1) == 0 && cur[0] && strcmp(cur, "(none)"))
+	/* ip=...:HOST:... made the kernel set it already; without HOST the
+	 * kernel uses the address itself, which is no name */
+	if (gethostname(cur, sizeof(cur) - 1) == 0 && cur[0] && strcmp(cur, "(none)") &&
+	    !(cl->ip && !strcmp(cur, cl->ip)))
 		return lt_strdup(cur);
 	return lt_strdup("lttle");
 }

@@ -26,6 +26,10 @@ e2e_case_httpd() {
 	assert_contains "$info" "GREETING=hello from the image" "$name: image env"
 	assert_contains "$info" "HOME=/home/app" "$name: HOME from passwd"
 	assert_contains "$info" "PATH=/bin" "$name: image PATH"
+	assert_contains "$info" "hostname: lttle" "$name: hostname"
+	assert_contains "$info" "HOSTNAME=lttle" "$name: HOSTNAME"
+	assert_contains "$info" "$(printf '10.0.2.15	lttle')" "$name: /etc/hosts"
+	assert_contains "$info" "nameserver 10.0.2.3" "$name: /etc/resolv.conf from ip="
 	case "$append" in *EXTRA=from-cmdline*)
 		assert_contains "$info" "EXTRA=from-cmdline" "$name: lttle.env" ;;
 	esac

@@ -57,6 +57,8 @@ with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
     # only root an exit code.
     add("entry.sh", mode=0o755, data=b"#!/bin/sh\n"
         b"{ echo \"id: $(id)\"; echo \"pwd: $(pwd)\"; env | sort; } > /www/info.txt\n"
+        b"echo \"hostname: $(cat /proc/sys/kernel/hostname)\" >> /www/info.txt\n"
+        b"cat /etc/hosts /etc/resolv.conf >> /www/info.txt\n"
         b"if [ -e /proc/lttle ] && [ \"$(id -u)\" != 0 ]; then\n"
         b"  echo \"proc: $(cat /proc/lttle)\" >> /www/info.txt\n"
         b"  echo 'trigger 7' > /proc/lttle; echo hold > /proc/lttle; echo release > /proc/lttle\n"
