@@ -106,14 +106,15 @@ static int listen_addr(const struct dmn_app_rec *r, size_t k, char *out, size_t 
 	return 0;
 }
 
+/* Same listen specs (as given, port 0 included) and guest ports: a
+ * redeploy keeps its listeners and the ports they got. */
 static bool same_ports(const struct dmn_app_rec *a, const struct dmn_app_rec *b)
 {
-	if (a->nports != b->nports)
+	if (a->nports != b->nports || a->spec.nports != b->spec.nports)
 		return false;
 	for (size_t k = 0; k < a->nports; k++) {
-		char x[96], y[96];
-		listen_addr(a, k, x, sizeof(x));
-		listen_addr(b, k, y, sizeof(y));
+		const char *x = a->spec.nports ? a->spec.ports[k].listen : "";
+		const char *y = b->spec.nports ? b->spec.ports[k].listen : "";
 		if (strcmp(x, y) || a->guest_ports[k] != b->guest_ports[k])
 			return false;
 	}
@@ -222,8 +223,7 @@ static int install_replace(struct dmn *d, struct dapp *a, struct dmn_app_rec *r,
 			   struct dmn_engine *eng)
 {
 	struct dapp tmp = {.rec = *r, .eng = eng};
-	bool keep = same_ports(&a->rec, r) ||
-		    (r->spec.nports == 0 && a->rec.spec.nports == 0 && r->nports == a->rec.nports);
+	bool keep = same_ports(&a->rec, r);
 	if (keep)
 		memcpy(tmp.rec.bound, a->rec.bound, sizeof(tmp.rec.bound));
 	struct lt_app_spec spec;
