@@ -120,7 +120,7 @@ static int open_out(const char *path, int *fd)
 enum {
 	OPT_KERNEL = 256, OPT_ROOTFS, OPT_RO, OPT_OVERLAY, OPT_DISK, OPT_MEM, OPT_CPUS,
 	OPT_CMDLINE, OPT_INITRD, OPT_VSOCK, OPT_VSOCK_CID, OPT_TAP, OPT_CONTROL, OPT_EVENTS,
-	OPT_TEMPLATE, OPT_SERIAL_LOG, OPT_NO_SECCOMP, OPT_HELP,
+	OPT_TEMPLATE, OPT_SERIAL_LOG, OPT_NO_SECCOMP, OPT_HELP, OPT_OVERLAY_FILE, OPT_OVERLAY_TMP,
 };
 
 static const struct option opts[] = {
@@ -128,6 +128,8 @@ static const struct option opts[] = {
 	{"rootfs", required_argument, 0, OPT_ROOTFS},
 	{"ro", no_argument, 0, OPT_RO},
 	{"overlay", optional_argument, 0, OPT_OVERLAY},
+	{"overlay-file", required_argument, 0, OPT_OVERLAY_FILE},
+	{"overlay-tmp", required_argument, 0, OPT_OVERLAY_TMP},
 	{"disk", required_argument, 0, OPT_DISK},
 	{"mem", required_argument, 0, OPT_MEM},
 	{"cpus", required_argument, 0, OPT_CPUS},
@@ -150,6 +152,7 @@ struct run_args {
 	const char *disks[LT_VM_MAX_DISKS - 1];
 	int ndisks;
 	bool ro, overlay_tmp, no_seccomp;
+	const char *mem, *cpus, *vsock_cid, *template;
 };
 
 static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_args *a)
@@ -167,17 +170,24 @@ static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_arg
 			else
 				a->overlay_tmp = true;
 			break;
+		case OPT_OVERLAY_FILE: a->overlay = optarg; break;
+		case OPT_OVERLAY_TMP: /* internal: a temporary overlay to remove */
+			a->overlay = optarg;
+			a->overlay_tmp = true;
+			break;
 		case OPT_DISK:
 			if (a->ndisks >= (int)LT_ARRAY_LEN(a->disks))
 				return cli_usage("run", "too many --disk options");
 			a->disks[a->ndisks++] = optarg;
 			break;
 		case OPT_MEM:
+			a->mem = optarg;
 			if (lt_parse_u64(optarg, &v) < 0 || v < 4 || v > (1ULL << 20))
 				return cli_usage("run", "--mem takes MiB (4..1048576), not '%s'", optarg);
 			cfg->mem_bytes = v << 20;
 			break;
 		case OPT_CPUS:
+			a->cpus = optarg;
 			if (lt_parse_u64(optarg, &v) < 0 || v < 1 || v > LT_VM_MAX_VCPUS)
 				return cli_usage("run", "--cpus takes 1..%d, not '%s'", LT_VM_MAX_VCPUS,
 						 optarg);
@@ -187,6 +197,7 @@ static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_arg
 		case OPT_INITRD: cfg->initrd = optarg; break;
 		case OPT_VSOCK: cfg->vsock_uds = optarg; break;
 		case OPT_VSOCK_CID:
+			a->vsock_cid = optarg;
 			if (lt_parse_u64(optarg, &v) < 0 || v < 3 || v > 0xffffffffULL)
 				return cli_usage("run", "--vsock-cid takes 3..2^32-1");
 			cfg->vsock_cid = (uint32_t)v;
@@ -195,6 +206,7 @@ static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_arg
 		case OPT_CONTROL: cfg->control = optarg; break;
 		case OPT_EVENTS: a->events_log = optarg; break;
 		case OPT_TEMPLATE:
+			a->template = optarg;
 			if (lt_cpu_template_parse(optarg, &cfg->cpu_template) < 0)
 				return cli_usage("run", "%s", lt_errmsg());
 			break;
@@ -227,6 +239,48 @@ static char *make_cmdline(const struct run_args *a, bool is_ref)
 	}
 	return (char *)b.data;
 }
+
+#ifndef LTTLE_VMM_BINARY
+/* Execs the lean lttle-vmm with canonical options: the resolved rootfs
+ * path and the final command line. Returns only on failure. */
+static void exec_vmm(const char *vmm, const struct lt_vm_config *cfg, const struct run_args *a,
+		     const char *rootfs, const char *cmdline)
+{
+	const char *v[64];
+	int n = 0;
+#define ARG(x) (v[n++] = (x))
+#define OPT(name, val) do { if (val) { ARG(name); ARG(val); } } while (0)
+	ARG("lttle-vmm");
+	OPT("--kernel", cfg->kernel);
+	OPT("--rootfs", rootfs);
+	if (a->ro)
+		ARG("--ro");
+	if (a->overlay_tmp)
+		OPT("--overlay-tmp", a->overlay);
+	else if (a->overlay)
+		OPT("--overlay-file", a->overlay);
+	for (int i = 0; i < a->ndisks; i++)
+		OPT("--disk", a->disks[i]);
+	OPT("--mem", a->mem);
+	OPT("--cpus", a->cpus);
+	OPT("--cmdline", cmdline);
+	OPT("--initrd", cfg->initrd);
+	OPT("--vsock", cfg->vsock_uds);
+	OPT("--vsock-cid", a->vsock_cid);
+	OPT("--tap", cfg->tap);
+	OPT("--control", cfg->control);
+	OPT("--events-log", a->events_log);
+	OPT("--cpu-template", a->template);
+	OPT("--serial-log", a->serial_log);
+	if (a->no_seccomp)
+		ARG("--no-seccomp");
+	ARG(NULL);
+#undef OPT
+#undef ARG
+	execv(vmm, (char *const *)v);
+	lt_warn("run: cannot exec %s (%s), running in-process", vmm, strerror(errno));
+}
+#endif
 
 static int exit_code(const struct lt_vm_exit *ex)
 {
@@ -267,18 +321,44 @@ int cmd_run(int argc, char **argv)
 		}
 		if (!rootfs_path)
 			goto out;
-		if (a.overlay_tmp) {
-			char *dir = lt_sprintf("%s/instances/run-%d", lt_home(), (int)getpid());
-			if (!dir || lt_mkdir_p(dir, 0700) < 0) {
-				free(dir);
-				goto out;
-			}
-			tmp_overlay = lt_path_join(dir, "rootfs.overlay");
+	}
+	cmdline = make_cmdline(&a, is_ref);
+	if (!cmdline)
+		goto out;
+	cfg.cmdline = cmdline;
+#ifndef LTTLE_VMM_BINARY
+	if (a.overlay_tmp) {
+		/* exec keeps the pid: the directory stays this run's. */
+		char *dir = lt_sprintf("%s/instances/run-%d", lt_home(), (int)getpid());
+		if (!dir || lt_mkdir_p(dir, 0700) < 0) {
 			free(dir);
-			if (!tmp_overlay)
-				goto out;
-			a.overlay = tmp_overlay;
+			goto out;
 		}
+		tmp_overlay = lt_path_join(dir, "rootfs.overlay");
+		free(dir);
+		if (!tmp_overlay)
+			goto out;
+		a.overlay = tmp_overlay;
+	}
+	/* The VM itself runs in the lean static lttle-vmm when it is there. */
+	if (!getenv("LTTLE_VMM_INPROC")) {
+		char *vmm = cli_find_libexec("lttle-vmm");
+		if (vmm) {
+			fflush(NULL);
+			exec_vmm(vmm, &cfg, &a, rootfs_path, cmdline);
+			free(vmm);
+		}
+		lt_clear_error();
+	}
+#else
+	if (a.overlay_tmp && !a.overlay) {
+		lt_fail("--overlay needs a file here (--overlay-tmp FILE)");
+		goto out;
+	}
+	if (a.overlay_tmp)
+		tmp_overlay = lt_strdup(a.overlay);
+#endif
+	if (a.rootfs) {
 		cfg.disks[0] = (struct lt_vm_disk){.path = rootfs_path, .read_only = a.ro,
 						   .overlay = a.overlay};
 		snprintf(cfg.disks[0].id, sizeof(cfg.disks[0].id), "lttle-rootfs");
@@ -289,10 +369,6 @@ int cmd_run(int argc, char **argv)
 		snprintf(cfg.disks[cfg.ndisks].id, sizeof(cfg.disks[0].id), "lttle-disk%d", i + 1);
 		cfg.ndisks++;
 	}
-	cmdline = make_cmdline(&a, is_ref);
-	if (!cmdline)
-		goto out;
-	cfg.cmdline = cmdline;
 	if (a.serial_log) {
 		if (open_out(a.serial_log, &serial_fd) < 0)
 			goto out;
@@ -345,10 +421,11 @@ done:
 	lt_vm_destroy(vm);
 	if (tmp_overlay) {
 		unlink(tmp_overlay);
-		char *dir = lt_sprintf("%s/instances/run-%d", lt_home(), (int)getpid());
-		if (dir)
-			rmdir(dir);
-		free(dir);
+		char *slash = strrchr(tmp_overlay, '/');
+		if (slash) {
+			*slash = '\0';
+			rmdir(tmp_overlay); /* the run-<pid> directory */
+		}
 	}
 	if (serial_fd >= 0)
 		close(serial_fd);

@@ -41,6 +41,14 @@ static void flush_locked(struct lt_serial *s)
 	s->olen = 0;
 }
 
+bool lt_serial_pending(struct lt_serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool p = s->olen > 0;
+	pthread_mutex_unlock(&s->lock);
+	return p;
+}
+
 void lt_serial_flush(struct lt_serial *s)
 {
 	pthread_mutex_lock(&s->lock);
@@ -69,12 +77,15 @@ static void rx_push(struct lt_serial *s, uint8_t c)
 
 static void emit(struct lt_serial *s, uint8_t c)
 {
-	if (!s->wrote_any) {
+	bool first = !s->wrote_any;
+	if (first) {
 		s->wrote_any = true;
 		s->first_byte_ns = lt_now_ns();
 	}
 	s->obuf[s->olen++] = c;
-	if (c == '\n' || s->olen == sizeof(s->obuf))
+	/* Lines go out whole; the very first byte at once (boot latency is
+	 * measured by it); a partial line (a prompt) within a tick. */
+	if (first || c == '\n' || s->olen == sizeof(s->obuf))
 		flush_locked(s);
 }
 

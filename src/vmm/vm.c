@@ -1004,12 +1004,15 @@ static void *io_main(void *arg)
 	struct lt_vm *vm = arg;
 	uint64_t next_tick = 0;
 	while (!atomic_load(&vm->stopping)) {
-		if (lt_ioloop_poll(vm->loop, 10) < 0)
+		/* A partial console line waits at most ~2 ms. */
+		bool pending = lt_serial_pending(&vm->serial);
+		if (lt_ioloop_poll(vm->loop, pending ? 2 : 10) < 0)
 			lt_warn("vmm: %s", lt_errmsg());
+		if (pending)
+			lt_serial_flush(&vm->serial);
 		uint64_t now = lt_now_ns();
 		if (now >= next_tick) {
 			next_tick = now + 10ULL * 1000 * 1000;
-			lt_serial_flush(&vm->serial);
 			halt_watch(vm);
 		}
 	}

@@ -70,6 +70,7 @@ uint8_t lt_serial_in(struct lt_serial *s, uint16_t off);
 size_t lt_serial_feed(struct lt_serial *s, const uint8_t *data, size_t n);
 size_t lt_serial_rx_room(struct lt_serial *s);
 void lt_serial_flush(struct lt_serial *s);
+bool lt_serial_pending(struct lt_serial *s);
 int lt_serial_save(struct lt_serial *s, struct lt_buf *b);
 int lt_serial_load(struct lt_serial *s, const void *p, size_t n);
 

@@ -140,7 +140,7 @@ static void map_high(void)
 		u64 *pml4 = (u64 *)(cr3 & ~0xfffULL);
 		u64 *pdpt = (u64 *)(pml4[0] & ~0xfffULL);
 		for (u64 j = 0; j < 512; j++)
-			high_pd[j] = (0x100000000ULL + (j << 21)) | 0x83;
+			high_pd[j] = (0x100000000ULL + (j << 21)) | 0x87;
 		pdpt[4] = (u64)high_pd | 3;
 		__asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
 		high_base = a;
@@ -151,6 +151,8 @@ static void map_high(void)
 static void t_mem(void)
 {
 	u64 mib = opt("lt.mem", 4);
+	if (mib > 100)
+		fail("lt.mem above 100 MiB (ring 3 maps 128 MiB)");
 	u64 h = pattern_check(16ULL << 20, mib << 20, 0x1234);
 	puts("memsum ");
 	putx(h);
@@ -470,15 +472,16 @@ void gmain(u8 *zero_page)
 {
 	zp = zero_page;
 	cmdline = (const char *)(u64) * (u32 *)(zp + 0x228);
-	if (has_test("hello"))
-		t_hello();
-	map_high();
-	/* Ring 0 is emulated on nested hosts: run the rest in ring 3. */
 	u64 en;
 	const char *e = cmdline_get(cmdline, "lt.end", &en);
 	bool_idle = e && en == 4 && !strncmp(e, "idle", 4);
-	if (!opt("lt.ring0", 0) && !bool_idle) /* idling needs ring 0 (sti; hlt) */
+	map_high();
+	/* Ring 0 is emulated on nested hosts: run the rest in ring 3, first
+	 * thing (idling needs ring 0 for sti; hlt). */
+	if (!opt("lt.ring0", 0) && !bool_idle)
 		go_user();
+	if (has_test("hello"))
+		t_hello();
 	if (has_test("events"))
 		t_events();
 	if (has_test("mem"))

@@ -15,3 +15,16 @@ guest: $(BUILD)/guest/testguest.elf
 test-prereqs:: $(BUILD)/guest/testguest.elf
 all: $(BUILD)/guest/testguest.elf
 .PHONY: guest
+
+# ---- snapshot tests (src/snapshot owner): snapguest, the guest of the
+# snapshot/restore tests, the lttle engine tests and bench-snapshot.
+SNAPGUEST_SRCS := tests/guest/start.S tests/guest/rt.c tests/guest/vio.c tests/guest/snapguest.c
+
+$(BUILD)/guest/snapguest.elf: $(SNAPGUEST_SRCS) tests/guest/rt.h tests/guest/vio.h tests/guest/guest.ld
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -static -Wl,-T,tests/guest/guest.ld -Wl,--build-id=none \
+		-Wl,-z,noexecstack -Wl,--no-warn-rwx-segments -o $@ $(SNAPGUEST_SRCS)
+
+test-prereqs:: $(BUILD)/guest/snapguest.elf
+all: $(BUILD)/guest/snapguest.elf
+# ---- end snapshot tests

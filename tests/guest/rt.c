@@ -202,19 +202,29 @@ void go_user(void)
 		 (((tl >> 16) & 0xf) << 48) | (((tb >> 24) & 0xff) << 56);
 	gdt[7] = tb >> 32;
 	__asm__ volatile("lgdt %0; ltr %w1" ::"m"(d), "r"(0x30) : "memory");
-	/* User bit on every level of the identity map. */
+	/* User bit on what ring 3 touches: the first 128 MiB, the virtio
+	 * window at 0xd0000000 and RAM above 4 GiB (pdpt[4], already set up).
+	 * Few entries: ring 0 runs emulated on nested hosts. */
 	u64 cr3;
 	__asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
 	u64 *pml4 = (u64 *)(cr3 & ~0xfffULL);
 	pml4[0] |= 4;
 	u64 *pdpt = (u64 *)(pml4[0] & ~0xfffULL);
-	for (int i = 0; i < 8; i++) {
+	for (int i = 0; i < 5; i++) {
 		if (!(pdpt[i] & 1))
 			continue;
 		pdpt[i] |= 4;
+		if (pdpt[i] & 0x80)
+			continue; /* a 1 GiB page (the PVH entry's map) */
 		u64 *pd = (u64 *)(pdpt[i] & ~0xfffULL);
-		for (int j = 0; j < 512; j++)
-			pd[j] |= 4;
+		if (i == 0)
+			for (int j = 0; j < 64; j++)
+				pd[j] |= 4;
+		else if (i == 3)
+			pd[(0xd0000000ULL >> 21) & 511] |= 4;
+		else if (i == 4)
+			for (int j = 0; j < 512; j++)
+				pd[j] |= 4;
 	}
 	__asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
 	enter_user();

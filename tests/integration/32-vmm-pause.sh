@@ -54,10 +54,18 @@ c = Conn()
 st = c.cmd("status")
 assert st["ok"] and st["state"] == "running" and st["vcpus"] == 1, st
 
+# Latency: median of repeated cycles (the machine may be busy).
+lat = []
+for _ in range(21):
+    r = c.cmd("pause"); assert r["ok"], r
+    lat.append(r["pause_ns"])
+    assert c.cmd("resume")["ok"]
+lat.sort()
+print("pause median %.3f ms, max %.3f ms" % (lat[10] / 1e6, lat[-1] / 1e6))
+assert lat[10] < 5e6, lat
+
 r = c.cmd("pause")
 assert r["ok"], r
-print("pause took %.3f ms" % (r["pause_ns"] / 1e6))
-assert r["pause_ns"] < 50e6, r
 time.sleep(0.05)                      # output already in flight drains
 frozen = counts()
 time.sleep(0.5)
@@ -90,9 +98,9 @@ assert bad.f.readline() == b"", "overlong client not disconnected"
 assert Conn().cmd("status")["state"] == "running"
 
 names = []
-while len(names) < 2:
+while len(names) < 44:
     names.append(ev.line()["event"])
-assert names == ["paused", "resumed"], names
+assert names == ["paused", "resumed"] * 22, names
 r = c.cmd("stop")
 assert r == {"ok": True}, r
 while True:

@@ -83,10 +83,18 @@ for mode in default off; do
 	for i in $(seq 100); do [ -S "$T/c.$mode" ] && break; sleep 0.05; done
 	sleep 0.3
 	sc=$(awk '/^Seccomp:/{print $2}' /proc/$pid/status)
+	case $(readlink /proc/$pid/exe) in */lttle-vmm) ;; *) fail "lttle run did not exec the lean lttle-vmm" ;; esac
 	if [ $mode = default ]; then assert_eq 2 "$sc" "seccomp mode (filter)"; else assert_eq 0 "$sc" "seccomp off"; fi
 	python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"{\"cmd\":\"status\"}\n{\"cmd\":\"stop\"}\n"); print(s.makefile().readline())' "$T/c.$mode" >"$T/st.$mode"
 	set +e; wait $pid; rc=$?; set -e
 	assert_eq 0 "$rc" "VM ($mode seccomp) stopped through the control socket"
 	assert_contains "$(cat "$T/st.$mode")" '"state":"running"' "status under seccomp ($mode)"
 done
+log "in-process VM (LTTLE_VMM_INPROC=1) behaves the same"
+set +e
+out=$(LTTLE_VMM_INPROC=1 timeout 30 "$LTTLE" run --kernel "$G" --mem 64 --cmdline "lt.t=hello lt.end=exit:6")
+rc=$?
+set -e
+assert_eq 6 "$rc" "in-process exit code"
+assert_contains "$out" "hello from lttle guest" "in-process serial"
 pass "vmm cli"
