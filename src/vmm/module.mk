@@ -17,6 +17,6 @@ bench-vmm: $(BUILD)/lttle $(BUILD)/lttle-vmm $(BUILD)/guest/testguest.elf
 	BUILD=$(BUILD) bash tests/bench/vmm-bench.sh
 
 e2e-vmm: $(BUILD)/lttle $(BUILD)/lttle-vmm
-	BUILD=$(BUILD) bash tests/e2e/vmm-linux-boot.sh
+	LTTLE_BUILD=$(CURDIR)/$(BUILD) LTTLE_BIN=$(CURDIR)/$(BUILD)/lttle bash tests/integration/39-vmm-linux.sh
 
 .PHONY: bench-vmm e2e-vmm
