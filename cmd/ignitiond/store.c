@@ -327,9 +327,19 @@ static int recover_record(const char *dir, const char *key)
 	return killed;
 }
 
-/* Processes whose command line names our run dir (a VM started before a
- * crash whose record was never written) are ours too. */
-static int kill_by_cmdline(const char *run_dir)
+/* VM processes whose command line names a file in our state dir (a VM
+ * started before a crash whose record was never written, or a pre-made
+ * shell, which has no record) are ours too. Only VM binaries are
+ * considered, never e.g. a shell tailing a log in the state dir. */
+static bool vm_binary(const char *argv0)
+{
+	const char *base = strrchr(argv0, '/');
+	base = base ? base + 1 : argv0;
+	return !strncmp(base, "qemu-system-", 12) || !strcmp(base, "lttle-vmm") ||
+	       !strcmp(base, "lttle");
+}
+
+static int kill_by_cmdline(const char *state)
 {
 	DIR *dp = opendir("/proc");
 	if (!dp)
@@ -337,7 +347,11 @@ static int kill_by_cmdline(const char *run_dir)
 	int killed = 0;
 	uid_t me = getuid();
 	struct dirent *de;
-	size_t rl = strlen(run_dir);
+	char *needle = lt_sprintf("%s/", state);
+	if (!needle) {
+		closedir(dp);
+		return 0;
+	}
 	while ((de = readdir(dp))) {
 		char *end;
 		long pid = strtol(de->d_name, &end, 10);
@@ -354,16 +368,15 @@ static int kill_by_cmdline(const char *run_dir)
 			lt_clear_error();
 			continue;
 		}
-		bool ours = false;
-		for (size_t off = 0; off < len && !ours; off += strlen(data + off) + 1) {
-			const char *arg = data + off;
-			const char *hit = strstr(arg, run_dir);
-			ours = hit && (hit[rl] == '/' || hit[rl] == '\0' || hit[rl] == ',');
-		}
+		bool ours = len && vm_binary(data);
+		bool named = false;
+		for (size_t off = 0; ours && off < len && !named; off += strlen(data + off) + 1)
+			named = strstr(data + off, needle) != NULL;
 		free(data);
-		if (ours)
+		if (ours && named)
 			killed += kill_if_same((int)pid, dmn_proc_start_time((int)pid), "by command line");
 	}
+	free(needle);
 	closedir(dp);
 	return killed;
 }
@@ -388,8 +401,8 @@ int dmn_recover_orphans(const char *state, const char *run_dir)
 	if (lt_rm_rf(dir) < 0)
 		lt_warn("ignitiond: cannot clean %s: %s", dir, lt_errmsg());
 	free(dir);
+	killed += kill_by_cmdline(state);
 	if (run_dir) {
-		killed += kill_by_cmdline(run_dir);
 		if (lt_rm_rf(run_dir) < 0)
 			lt_warn("ignitiond: cannot clean %s: %s", run_dir, lt_errmsg());
 	}
