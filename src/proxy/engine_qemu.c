@@ -13,9 +13,11 @@
  */
 #include "proxy/engine_qemu.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -38,6 +40,8 @@ extern char **environ;
 #define QE_TRIG_READ 4096
 #define QE_REASON_MAX 480
 #define QE_PIPE_SIZE (1 << 20)
+/* The guest console is bounded: past this, serial.log becomes serial.log.1. */
+#define QE_SERIAL_CAP (1u << 20)
 /* The raw cache beside a snapshot: "LTQRAW01" | u64 LE created | u64 LE
  * snapshot size | u64 LE snapshot mtime ns | the QEMU stream. */
 #define QE_RAW_MAGIC "LTQRAW01"
@@ -525,6 +529,9 @@ struct qvm {
 	bool qmp_ok; /* capabilities negotiated and migration events on */
 	int trig_fd;
 	struct lt_watch trigw;
+	int ser_fd, ser_log;
+	struct lt_watch serw;
+	uint64_t ser_bytes;
 	char tl[LT_GUEST_LINE_MAX];
 	size_t tl_len;
 	bool tl_skip;
@@ -1032,6 +1039,67 @@ static void drop_trig(struct qvm *vm)
 	vm->trig_fd = -1;
 }
 
+static void drop_serial(struct qvm *vm)
+{
+	if (vm->ser_fd >= 0) {
+		lt_watch_del(&vm->serw);
+		close(vm->ser_fd);
+		vm->ser_fd = -1;
+	}
+	if (vm->ser_log >= 0) {
+		close(vm->ser_log);
+		vm->ser_log = -1;
+	}
+}
+
+static void serial_rotate(struct qvm *vm)
+{
+	char *old = lt_sprintf("%s.1", vm->serial);
+	close(vm->ser_log);
+	vm->ser_log = -1;
+	if (!old || rename(vm->serial, old) < 0)
+		lt_warn("qemu %s: rotating %s: %s", vm->label, vm->serial, strerror(errno));
+	free(old);
+	vm->ser_log = open(vm->serial, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	vm->ser_bytes = 0;
+}
+
+/* Copies what the console has to say into serial.log (bounded). A guest
+ * that writes faster than this is throttled by its UART. */
+static void serial_drain(struct qvm *vm, size_t budget)
+{
+	char buf[16384];
+	while (vm->ser_fd >= 0 && budget) {
+		ssize_t n = read(vm->ser_fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			lt_watch_del(&vm->serw);
+			close(vm->ser_fd);
+			vm->ser_fd = -1;
+			return;
+		}
+		budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+		if (vm->ser_log >= 0 && lt_write_all(vm->ser_log, buf, (size_t)n) < 0) {
+			lt_warn("qemu %s: %s: %s", vm->label, vm->serial, lt_errmsg());
+			close(vm->ser_log);
+			vm->ser_log = -1;
+		}
+		vm->ser_bytes += (uint64_t)n;
+		if (vm->ser_bytes >= QE_SERIAL_CAP)
+			serial_rotate(vm);
+	}
+}
+
+static void on_serial(struct lt_watch *w, uint32_t events)
+{
+	struct qvm *vm = (struct qvm *)((char *)w - offsetof(struct qvm, serw));
+	(void)events;
+	serial_drain(vm, 256 * 1024);
+}
+
 static void vm_destroy(struct qvm *vm)
 {
 	struct qengine *e = vm->e;
@@ -1042,6 +1110,7 @@ static void vm_destroy(struct qvm *vm)
 	job_detach(vm);
 	lt_qmp_free(vm->qmp);
 	drop_trig(vm);
+	drop_serial(vm);
 	if (vm->pidfd >= 0) {
 		lt_watch_del(&vm->pidw);
 		close(vm->pidfd);
@@ -1108,6 +1177,11 @@ static void build_reason(struct qvm *vm)
 	if (err[0])
 		lt_buf_printf(&b, "; qemu: %s", err);
 	log_tail(vm->serial, ser, sizeof(ser));
+	if (!ser[0]) {
+		char *old = lt_sprintf("%s.1", vm->serial);
+		log_tail(old, ser, sizeof(ser));
+		free(old);
+	}
 	if (ser[0])
 		lt_buf_printf(&b, "; console: %s", ser);
 	lt_buf_cstr(&b);
@@ -1139,6 +1213,8 @@ static void vm_on_exit(struct qvm *vm)
 {
 	struct qengine *e = vm->e;
 	lt_timer_cancel(e->clock, &vm->kill_t);
+	serial_drain(vm, 4u << 20); /* its last words are the best reason */
+	drop_serial(vm);
 	build_reason(vm);
 	lt_qmp_free(vm->qmp);
 	vm->qmp = NULL;
@@ -1442,6 +1518,7 @@ static void args_free(struct argv *a)
 
 #define QE_FD_TRIG 3
 #define QE_FD_QMP 4
+#define QE_FD_SER 5
 
 static int build_args(struct qvm *vm, bool incoming, struct argv *a)
 {
@@ -1503,10 +1580,10 @@ static int build_args(struct qvm *vm, bool incoming, struct argv *a)
 	arg_add(a, lt_sprintf("socket,id=qmp,fd=%d", QE_FD_QMP));
 	arg_add(a, lt_strdup("-mon"));
 	arg_add(a, lt_strdup("chardev=qmp,mode=control"));
-	char *ser = opt_escape(vm->serial);
+	arg_add(a, lt_strdup("-chardev"));
+	arg_add(a, lt_sprintf("socket,id=ser,fd=%d", QE_FD_SER));
 	arg_add(a, lt_strdup("-serial"));
-	arg_add(a, ser ? lt_sprintf("file:%s", ser) : NULL);
-	free(ser);
+	arg_add(a, lt_strdup("chardev:ser"));
 	if (incoming) {
 		arg_add(a, lt_strdup("-S"));
 		arg_add(a, lt_strdup("-incoming"));
@@ -1515,7 +1592,8 @@ static int build_args(struct qvm *vm, bool incoming, struct argv *a)
 	return a->oom ? lt_fail("out of memory building the QEMU command line") : 0;
 }
 
-static int spawn_qemu(struct qvm *vm, char **argv, int trig_child, int qmp_child)
+static int spawn_qemu(struct qvm *vm, char **argv, int trig_child, int qmp_child,
+		      int ser_child)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -1529,7 +1607,8 @@ static int spawn_qemu(struct qvm *vm, char **argv, int trig_child, int qmp_child
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	posix_spawn_file_actions_adddup2(&fa, trig_child, QE_FD_TRIG);
 	posix_spawn_file_actions_adddup2(&fa, qmp_child, QE_FD_QMP);
-	posix_spawn_file_actions_addclosefrom_np(&fa, QE_FD_QMP + 1);
+	posix_spawn_file_actions_adddup2(&fa, ser_child, QE_FD_SER);
+	posix_spawn_file_actions_addclosefrom_np(&fa, QE_FD_SER + 1);
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &all);
 	posix_spawnattr_setpgroup(&at, 0); /* terminal signals are the daemon's */
@@ -1565,7 +1644,7 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 	vm->e = e;
 	vm->cfg = cfg;
 	vm->state = state;
-	vm->pidfd = vm->trig_fd = vm->snap_fd = vm->raw_fd = -1;
+	vm->pidfd = vm->trig_fd = vm->snap_fd = vm->raw_fd = vm->ser_fd = vm->ser_log = -1;
 	lt_timer_init(&vm->kill_t, kill_fired);
 	vm->next = e->vms;
 	vm->pprev = &e->vms;
@@ -1579,7 +1658,7 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 			*p = '_';
 	if (vm->label[0] == '.')
 		vm->label[0] = '_';
-	int trig[2] = {-1, -1}, qmp[2] = {-1, -1};
+	int trig[2] = {-1, -1}, qmp[2] = {-1, -1}, ser[2] = {-1, -1};
 	struct argv a = {0};
 	vm->dir = lt_path_join(e->run_dir, vm->label);
 	vm->serial = vm->dir ? lt_path_join(vm->dir, "serial.log") : NULL;
@@ -1594,22 +1673,31 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 		if (pick_port(&vm->hport[i]) < 0)
 			goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, trig) < 0 ||
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) < 0) {
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ser) < 0) {
 		lt_fail_errno("socketpair");
 		goto fail;
 	}
 	trig[1] = high_fd(trig[1]);
 	qmp[1] = high_fd(qmp[1]);
-	if (trig[1] < 0 || qmp[1] < 0) {
+	ser[1] = high_fd(ser[1]);
+	if (trig[1] < 0 || qmp[1] < 0 || ser[1] < 0) {
 		lt_fail_errno("fcntl(F_DUPFD)");
 		goto fail;
 	}
-	if (build_args(vm, incoming, &a) < 0 || spawn_qemu(vm, a.v, trig[1], qmp[1]) < 0)
+	vm->ser_log = open(vm->serial, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (vm->ser_log < 0) {
+		lt_fail_errno("%s", vm->serial);
+		goto fail;
+	}
+	if (build_args(vm, incoming, &a) < 0 ||
+	    spawn_qemu(vm, a.v, trig[1], qmp[1], ser[1]) < 0)
 		goto fail;
 	vm->reaped = false;
 	close(trig[1]);
 	close(qmp[1]);
-	trig[1] = qmp[1] = -1;
+	close(ser[1]);
+	trig[1] = qmp[1] = ser[1] = -1;
 	args_free(&a);
 	a = (struct argv){0};
 	char pid[24];
@@ -1645,6 +1733,16 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 		vm->trig_fd = -1;
 		goto fail_running;
 	}
+	vm->ser_fd = ser[0];
+	ser[0] = -1;
+	fl = fcntl(vm->ser_fd, F_GETFL);
+	if (fl < 0 || fcntl(vm->ser_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    lt_watch_add(e->loop, &vm->serw, vm->ser_fd, EPOLLIN, on_serial) < 0) {
+		lt_fail_errno("serial socket");
+		close(vm->ser_fd);
+		vm->ser_fd = -1;
+		goto fail_running;
+	}
 	vm->qmp = lt_qmp_new(e->loop, qmp[0], &qmp_cbs, vm);
 	qmp[0] = -1;
 	if (!vm->qmp)
@@ -1653,6 +1751,12 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 	return vm;
 fail_running:
 	/* The process exists and is watched: kill it; its reaping frees vm. */
+	for (int i = 0; i < 2; i++) {
+		if (qmp[i] >= 0)
+			close(qmp[i]);
+		if (ser[i] >= 0)
+			close(ser[i]);
+	}
 	{
 		char msg[256];
 		snprintf(msg, sizeof(msg), "%s", lt_errmsg());
@@ -1667,6 +1771,8 @@ fail:
 			close(trig[i]);
 		if (qmp[i] >= 0)
 			close(qmp[i]);
+		if (ser[i] >= 0)
+			close(ser[i]);
 	}
 	args_free(&a);
 	{
@@ -2433,12 +2539,81 @@ bool lt_qemu_kvm_usable(char *why, size_t why_len)
 	return true;
 }
 
+/* Is pid a QEMU we started for the VM directory named label? */
+static bool is_our_qemu(pid_t pid, const char *label)
+{
+	char path[64], *cmd = NULL;
+	size_t len;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	if (lt_read_file(path, 1 << 16, &cmd, &len) < 0)
+		return false;
+	char want[160];
+	int wl = snprintf(want, sizeof(want), "-name%clttle-%s%c", 0, label, 0);
+	bool ours = false;
+	for (size_t i = 0; wl > 0 && i + (size_t)wl <= len && !ours; i++)
+		ours = (i == 0 || cmd[i - 1] == 0) && !memcmp(cmd + i, want, (size_t)wl);
+	free(cmd);
+	return ours;
+}
+
+static void wait_gone(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return; /* already gone */
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 3000) <= 0)
+		lt_warn("qemu engine: orphan %d is slow to die", (int)pid);
+	close(fd);
+}
+
+int lt_qemu_cleanup_orphans(const char *run_dir)
+{
+	DIR *d = opendir(run_dir);
+	if (!d)
+		return errno == ENOENT ? 0 : lt_fail_errno("%s", run_dir);
+	int killed = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || strlen(de->d_name) > 100)
+			continue;
+		char *dir = lt_path_join(run_dir, de->d_name);
+		char *pidf = dir ? lt_path_join(dir, "pid") : NULL;
+		char *txt = NULL;
+		size_t len;
+		long long pid;
+		struct stat st;
+		if (!pidf || lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+			goto next;
+		if (lt_read_file(pidf, 64, &txt, &len) == 0) {
+			txt[strcspn(txt, "\n")] = 0;
+			if (parse_dec(txt, 2, INT32_MAX, &pid) && is_our_qemu((pid_t)pid, de->d_name)) {
+				lt_warn("qemu engine: killing VM %d left behind in %s", (int)pid, dir);
+				if (kill((pid_t)pid, SIGKILL) == 0) {
+					killed++;
+					wait_gone((pid_t)pid);
+				}
+			}
+		}
+		if (lt_rm_rf(dir) < 0)
+			lt_warn("qemu engine: %s", lt_errmsg());
+	next:
+		free(txt);
+		free(pidf);
+		free(dir);
+	}
+	closedir(d);
+	return killed;
+}
+
 struct lt_engine *lt_engine_qemu_new(const struct lt_qemu_opts *o)
 {
 	if (!o || !o->loop || !o->run_dir)
 		return lt_fail("qemu engine: loop and run_dir are required"), NULL;
 	if (lt_mkdir_p(o->run_dir, 0700) < 0)
 		return lt_fail_ctx("qemu engine: run dir"), NULL;
+	if (lt_qemu_cleanup_orphans(o->run_dir) < 0)
+		lt_warn("qemu engine: cleaning up %s: %s", o->run_dir, lt_errmsg());
 	struct qengine *e = lt_calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;

@@ -40,6 +40,12 @@ struct lt_qemu_opts {
  * proxy.h. Frees the engine: every VM still running is killed and reaped
  * (blocking; for shutdown and tests). */
 void lt_engine_qemu_free(struct lt_engine *e);
+/* A new engine owns run_dir: VMs a previous process left behind there (it
+ * died without stopping them; their QMP and trigger sockets died with it)
+ * are killed and their directories removed. Only a directory whose "pid"
+ * file names a live QEMU started as "lttle-<dirname>" is killed. Returns
+ * how many processes it killed. lt_engine_qemu_new calls it. */
+int lt_qemu_cleanup_orphans(const char *run_dir);
 /* Which accelerator the engine uses and why ("tcg: no vmx/svm flag in
  * /proc/cpuinfo"), for `--engine auto` to print. */
 const char *lt_engine_qemu_accel(const struct lt_engine *e);

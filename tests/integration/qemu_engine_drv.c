@@ -350,7 +350,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: qemu-engine-drv --kernel K (--rootfs R [--rootfs-type T] | --initrd I)\n"
 		"         --work DIR [--cmdline X] [--port 8080] [--path /] [--expect TEXT]\n"
-		"         [--mem MiB] [--rounds N] [--skip-corrupt] [--no-raw-cache]\n");
+		"         [--mem MiB] [--rounds N] [--skip-corrupt] [--no-raw-cache]\n"
+		"         [--leave-orphan | --check-orphan PID | --bench SNAPSHOT]\n");
 	exit(2);
 }
 
@@ -362,11 +363,15 @@ int main(int argc, char **argv)
 		{"path", 1, 0, 'P'},   {"expect", 1, 0, 'e'}, {"work", 1, 0, 'w'},
 		{"mem", 1, 0, 'm'},    {"rounds", 1, 0, 'n'}, {"skip-corrupt", 0, 0, 'S'},
 		{"no-raw-cache", 0, 0, 'R'},
+		{"leave-orphan", 0, 0, 'O'},  {"check-orphan", 1, 0, 'C'},
+		{"bench", 1, 0, 'B'},
 		{0, 0, 0, 0}};
 	struct lt_qemu_app app = {0};
 	const char *work = NULL;
 	int rounds = 3, c;
-	bool skip_corrupt = false, no_raw = false;
+	bool skip_corrupt = false, no_raw = false, leave_orphan = false;
+	int check_orphan = 0;
+	const char *bench = NULL;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k': app.kernel = optarg; break;
@@ -382,6 +387,9 @@ int main(int argc, char **argv)
 		case 'n': rounds = atoi(optarg); break;
 		case 'S': skip_corrupt = true; break;
 		case 'R': no_raw = true; break;
+		case 'O': leave_orphan = true; break;
+		case 'C': check_orphan = atoi(optarg); break;
+		case 'B': bench = optarg; break;
 		default: usage();
 		}
 	}
@@ -398,12 +406,57 @@ int main(int argc, char **argv)
 	eng = lt_engine_qemu_new(&qo);
 	if (!eng)
 		FAIL("engine: %s", lt_errmsg());
+	if (check_orphan) {
+		/* A new engine on the same run dir cleaned up what the dead
+		 * process left. */
+		spin_ms(100);
+		if (pid_alive(check_orphan))
+			FAIL("orphan QEMU %d still alive", check_orphan);
+		if (count_dir(run_dir) != 0)
+			FAIL("run dir %s still holds %d entries", run_dir, count_dir(run_dir));
+		printf("ok: the orphaned QEMU %d was killed and its directory removed\n",
+		       check_orphan);
+		lt_engine_qemu_free(eng);
+		return 0;
+	}
 	printf("ok: engine accel %s\n", lt_engine_qemu_accel(eng));
 	void *cfg = lt_qemu_app_new(&app);
 	if (!cfg)
 		FAIL("app config: %s", lt_errmsg());
 	pool = lt_pool_new(lt_loop_clock(loop));
 	lt_pool_set_observer(pool, observe, NULL);
+
+	if (bench) {
+		/* Restores of an existing snapshot only: one in a fresh QEMU,
+		 * one into a shell (for side-by-side runs with bare QEMU). */
+		struct lt_app *f = add_app("fresh", cfg, bench, 0, 0);
+		double fm = serve_one(f, LT_TIER_RESTORE, "bench restore");
+		remove_app(f); /* nothing else runs while the next one is timed */
+		struct lt_app *sa = add_app("shell", cfg, bench, 0, 1);
+		if (!run_until_fn(shells_ready, sa, 30000))
+			FAIL("bench: no shell ready within 30 s");
+		spin_ms(300);
+		double sm = serve_one(sa, LT_TIER_SHELL, "bench shell restore");
+		remove_app(sa);
+		lt_pool_free(pool);
+		lt_engine_qemu_free(eng);
+		if (count_dir(run_dir) != 0)
+			FAIL("bench: run dir not empty");
+		printf("BENCH fresh_ms=%.0f shell_ms=%.0f\n", fm, sm);
+		return 0;
+	}
+	if (leave_orphan) {
+		/* Boot one VM, then die the way a killed daemon does. */
+		struct lt_app *o = add_app("orphan", cfg, NULL, 1, 0);
+		if (!run_until(&saw_running, 120000))
+			FAIL("orphan: no instance booted");
+		struct lt_qemu_inst_info oi;
+		if (lt_qemu_instance_info(running_instance(o), &oi) < 0)
+			FAIL("orphan: %s", lt_errmsg());
+		printf("ORPHAN %d\n", oi.pid);
+		fflush(stdout);
+		_exit(0);
+	}
 
 	/* deploy: min=1 boots one instance; at its trigger it is RUNNING. */
 	uint64_t t0 = lt_now_ns();
@@ -433,6 +486,25 @@ int main(int argc, char **argv)
 	/* No temp file is left beside it. */
 	if (count_dir(work) != 2)
 		FAIL("work dir holds %d entries, expected run/ and the snapshot", count_dir(work));
+	/* The source stays stopped after a snapshot; resume brings it back. */
+	struct opdone rd = {0};
+	if (eng->ops->resume(eng, inst, op_cb, &rd) < 0)
+		FAIL("resume after snapshot: %s", lt_errmsg());
+	if (!run_until(&rd.done, 10000) || rd.err)
+		FAIL("resume after snapshot: %s", rd.done ? rd.msg : "timed out");
+	struct lt_qemu_inst_info di;
+	if (lt_qemu_instance_info(inst, &di) < 0)
+		FAIL("instance info: %s", lt_errmsg());
+	int ds = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in dsa = {.sin_family = AF_INET, .sin_port = htons(di.host_port[0]),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (connect(ds, (struct sockaddr *)&dsa, sizeof(dsa)) < 0)
+		FAIL("connect to the snapshotted instance: %s", strerror(errno));
+	char *dbody = http_get(ds, 20000, NULL);
+	if (!dbody || !strstr(dbody, expect))
+		FAIL("the instance resumed after its snapshot does not serve");
+	close(ds);
+	printf("ok: the snapshotted instance resumes and serves\n");
 	remove_app(dep);
 	printf("ok: deploy instance stopped\n");
 
