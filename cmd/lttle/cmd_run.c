@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,16 +67,22 @@ static char *resolve_ref(const char *ref)
 		lt_fail_errno("pipe");
 		return NULL;
 	}
+	/* The build's errors go to a memfd: they become part of our one line. */
+	int errfd = memfd_create("lttle-build-stderr", MFD_CLOEXEC);
 	pid_t pid = fork();
 	if (pid < 0) {
 		lt_fail_errno("fork");
 		close(p[0]);
 		close(p[1]);
+		if (errfd >= 0)
+			close(errfd);
 		return NULL;
 	}
 	if (pid == 0) {
 		dup2(p[1], 1);
-		execl("/proc/self/exe", "lttle", "build", ref, "--format", "ext4", (char *)NULL);
+		if (errfd >= 0)
+			dup2(errfd, 2);
+		execl("/proc/self/exe", "lttle", "build", ref, "--format", "ext4", "--quiet", (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -90,9 +97,16 @@ static char *resolve_ref(const char *ref)
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	char *path = NULL;
+	char why[256] = "";
+	if (errfd >= 0) {
+		ssize_t k = pread(errfd, why, sizeof(why) - 1, 0);
+		why[k > 0 ? k : 0] = '\0';
+		why[strcspn(why, "\n")] = '\0';
+		close(errfd);
+	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		lt_fail("'%s' is not an image file, and 'lttle build %s --format ext4' failed", ref,
-			ref);
+		lt_fail("'%s' is not an image file, and building it failed: %s", ref,
+			why[0] ? why : "lttle build exited with an error");
 	} else if (lt_buf_cstr(&out) == 0) {
 		char *s = (char *)out.data;
 		size_t len = out.len;

@@ -90,6 +90,20 @@ for mode in default off; do
 	assert_eq 0 "$rc" "VM ($mode seccomp) stopped through the control socket"
 	assert_contains "$(cat "$T/st.$mode")" '"state":"running"' "status under seccomp ($mode)"
 done
+log "--rootfs REF: resolved through lttle build (image store)"
+if [ -x /bin/busybox ]; then
+	python3 "$LTTLE_ROOT/tests/lib/sample-image.py" "$T/sample" >/dev/null
+	"$LTTLE" import "$T/sample" --tag localhost/vmm-sample:1 --quiet >/dev/null
+	out=$(timeout 60 "$LTTLE" run --kernel "$G" --mem 64 --rootfs localhost/vmm-sample:1 \
+		--cmdline "lt.t=hello,blk lt.end=exit:0")
+	assert_contains "$out" "root=/dev/vda rw init=/.lttle/init" "cmdline for a built image"
+	assert_contains "$out" "blk id: lttle-rootfs" "built image attached"
+	expect_fail "unknown ref" "$LTTLE" run --kernel "$G" --rootfs localhost/nope:1
+	one_line "unknown ref" "'localhost/nope:1' is not an image file"
+else
+	log "(busybox-static missing: REF resolution not exercised)"
+fi
+
 log "in-process VM (LTTLE_VMM_INPROC=1) behaves the same"
 set +e
 out=$(LTTLE_VMM_INPROC=1 timeout 30 "$LTTLE" run --kernel "$G" --mem 64 --cmdline "lt.t=hello lt.end=exit:6")
