@@ -34,6 +34,9 @@
 #define INIT_FAILED_CODE 255
 
 static struct li_port port = {.kind = LI_PORT_NONE, .fd = -1};
+static const struct li_cmdline *cmdline; /* once parsed */
+
+static void open_port(const struct li_cmdline *cl);
 
 /* Everything the app child needs, prepared before the fork. */
 struct app {
@@ -59,7 +62,13 @@ static void fatal(void) __attribute__((noreturn));
 static void fatal(void)
 {
 	li_log("fatal: %s", lt_errmsg());
-	li_port_send(&port, LT_GUEST_EV_LOG, "init failed: %.80s", lt_errmsg());
+	/* Early failures happen before the port is open; without a cmdline
+	 * we cannot know it is safe to touch the I/O port. */
+	char msg[LT_GUEST_LINE_MAX];
+	snprintf(msg, sizeof(msg), "%s", lt_errmsg());
+	if (port.kind == LI_PORT_NONE && cmdline)
+		open_port(cmdline);
+	li_port_send(&port, LT_GUEST_EV_LOG, "init failed: %.80s", msg);
 	li_port_send(&port, LT_GUEST_EV_EXIT, "%d", INIT_FAILED_CODE);
 	end_vm();
 }
@@ -391,17 +400,15 @@ int main(void)
 	if (!text || li_cmdline_parse(text, &cl) < 0)
 		fatal();
 	free(text);
+	cmdline = &cl;
 	setup_mounts(&cl);
 	setup_stdio();
 	if (!cl.log_console)
 		li_log_use_kmsg();
 	open_port(&cl);
 
-	struct app a;
-	if (prepare_app(&cl, &a) < 0)
-		fatal();
-	li_log("capture hook: %s", a.seccomp ? "seccomp" : cl.hook == LI_HOOK_OFF ? "off" : "kernel");
-
+	/* Blocked before the first fork, so no child's exit goes unseen;
+	 * children unblock them. */
 	sigset_t set;
 	sigemptyset(&set);
 	static const int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -409,9 +416,21 @@ int main(void)
 		sigaddset(&set, sigs[i]);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		lt_fail_errno("signalfd");
+		fatal();
+	}
+
+	struct app a;
+	if (prepare_app(&cl, &a) < 0)
+		fatal();
+	li_log("capture hook: %s", a.seccomp ? "seccomp" : cl.hook == LI_HOOK_OFF ? "off" : "kernel");
+
+	/* After the forwarder's fork: only the app may hold the other end,
+	 * so its exit without a listener fd reads as EOF here. */
 	int sp[2];
-	if (sfd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
-		lt_fail_errno("signalfd/socketpair");
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		lt_fail_errno("socketpair");
 		fatal();
 	}
 

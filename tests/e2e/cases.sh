@@ -84,3 +84,20 @@ EOF
 	assert_contains "$(cat "$T/$name.serial")" "lttle-init: app exited with 42" "$name: init log"
 	assert_contains "$(cat "$T/$name.serial")" "reboot: Restarting system" "$name: VM reset"
 }
+
+# e2e_case_fatal NAME IMG FORMAT: an init failure (an unknown user) is
+# reported to the VMM and ends the VM instead of hanging it.
+e2e_case_fatal() {
+	local name=$1 img=$2 format=$3 i
+	log "$name: booting $format with an unknown user"
+	e2e_boot "$name" "$img" "$format" "$(free_port)" 8080 lttle.user=ghost
+	for ((i = 0; i < 900; i++)); do
+		kill -0 "$QEMU_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$QEMU_PID" 2>/dev/null && { e2e_dump "$name"; fail "$name: the VM did not end"; }
+	wait "$QEMU_PID" 2>/dev/null || true
+	assert_eq 'log init failed: user: user "ghost" is not in /etc/passwd
+exit 255' "$(cat "$T/$name.trig")" "$name: trigger stream"
+	assert_contains "$(cat "$T/$name.serial")" "lttle-init: fatal: user: user \"ghost\"" "$name: log"
+}

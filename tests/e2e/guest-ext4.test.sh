@@ -21,5 +21,6 @@ e2e_rootfs "$IMAGE_REF" ext4 "$T/root.ext4"
 e2e_case_httpd kernel "$T/root.ext4" ext4
 e2e_case_httpd seccomp "$T/root.ext4" ext4 lttle.hook=seccomp lttle.env=EXTRA=from-cmdline
 e2e_case_exit exit "$T/root.ext4" ext4
+e2e_case_fatal fatal "$T/root.ext4" ext4
 echo "kernel: $(du -h "$KERNEL" | cut -f1) vmlinux, $(du -h "$(dirname "$KERNEL")/bzImage" | cut -f1) bzImage"
-pass "ext4 guest: kernel hook, seccomp hook, exit path"
+pass "ext4 guest: kernel hook, seccomp hook, exit path, init failure"
