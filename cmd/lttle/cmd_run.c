@@ -54,6 +54,8 @@ static void usage(FILE *out)
 		"  --cpu-template T      host (default) or baseline\n"
 		"  --serial-log FILE     console to FILE instead of stdout\n"
 		"  --no-seccomp          do not install the seccomp filter (debugging)\n"
+		"  --no-ioeventfd        handle virtio notifications and interrupts in the\n"
+		"                        vCPU exit path instead of ioeventfd/irqfd (debugging)\n"
 		"  --help                this text\n",
 		DEFAULT_CMDLINE);
 }
@@ -134,7 +136,7 @@ static int open_out(const char *path, int *fd)
 enum {
 	OPT_KERNEL = 256, OPT_ROOTFS, OPT_RO, OPT_OVERLAY, OPT_DISK, OPT_MEM, OPT_CPUS,
 	OPT_CMDLINE, OPT_INITRD, OPT_VSOCK, OPT_VSOCK_CID, OPT_TAP, OPT_CONTROL, OPT_EVENTS,
-	OPT_TEMPLATE, OPT_SERIAL_LOG, OPT_NO_SECCOMP, OPT_HELP, OPT_OVERLAY_FILE, OPT_OVERLAY_TMP,
+	OPT_TEMPLATE, OPT_SERIAL_LOG, OPT_NO_SECCOMP, OPT_HELP, OPT_OVERLAY_FILE, OPT_OVERLAY_TMP, OPT_NO_IOEVENTFD,
 };
 
 static const struct option opts[] = {
@@ -157,6 +159,7 @@ static const struct option opts[] = {
 	{"cpu-template", required_argument, 0, OPT_TEMPLATE},
 	{"serial-log", required_argument, 0, OPT_SERIAL_LOG},
 	{"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
+	{"no-ioeventfd", no_argument, 0, OPT_NO_IOEVENTFD},
 	{"help", no_argument, 0, OPT_HELP},
 	{0, 0, 0, 0},
 };
@@ -226,6 +229,7 @@ static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_arg
 			break;
 		case OPT_SERIAL_LOG: a->serial_log = optarg; break;
 		case OPT_NO_SECCOMP: a->no_seccomp = true; break;
+		case OPT_NO_IOEVENTFD: cfg->no_ioeventfd = true; break;
 		case OPT_HELP: usage(stdout); return -1;
 		default: return cli_usage("run", "bad option");
 		}
@@ -288,6 +292,8 @@ static void exec_vmm(const char *vmm, const struct lt_vm_config *cfg, const stru
 	OPT("--serial-log", a->serial_log);
 	if (a->no_seccomp)
 		ARG("--no-seccomp");
+	if (cfg->no_ioeventfd)
+		ARG("--no-ioeventfd");
 	ARG(NULL);
 #undef OPT
 #undef ARG

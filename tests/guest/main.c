@@ -79,6 +79,19 @@ static void t_hello(void)
 	puts(" KiB\ncmdline: ");
 	puts(cmdline);
 	puts("\n");
+	u64 rd = *(u32 *)(zp + 0x218), rs = *(u32 *)(zp + 0x21c);
+	if (rs) {
+		u64 h = 0xcbf29ce484222325ULL;
+		for (u64 i = 0; i < rs; i++)
+			h = (h ^ ((u8 *)rd)[i]) * 0x100000001b3ULL;
+		puts("initrd ");
+		putu(rs);
+		puts(" bytes at ");
+		putx(rd);
+		puts(" fnv ");
+		putx(h);
+		puts("\n");
+	}
 }
 
 static void t_events(void)

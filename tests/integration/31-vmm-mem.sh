@@ -30,4 +30,18 @@ out=$(timeout 60 "$LTTLE" run --kernel "$G" --mem 3200 --cmdline "lt.t=hello,mem
 assert_contains "$out" "e820 entries 4 ram $(( (3200 << 10) - (0x100000 - 0x9fc00) / 1024 )) KiB" "e820 with the split"
 assert_contains "$out" "memsum $(fnv 2 0x1234)" "low memory checksum"
 assert_contains "$out" "highmem 128 MiB sum $(fnv 1 0x5678)" "memory above 4 GiB"
+log "initrd placed in RAM and announced in the zero page"
+head -c 300000 /dev/urandom >"$T/initrd"
+want=$(python3 -c 'import sys
+h=0xcbf29ce484222325
+for b in open(sys.argv[1],"rb").read(): h=((h^b)*0x100000001b3)&((1<<64)-1)
+print("%016x"%h)' "$T/initrd")
+out=$(timeout 60 "$LTTLE" run --kernel "$G" --mem 64 --initrd "$T/initrd" --cmdline "lt.t=hello")
+assert_contains "$out" "initrd 300000 bytes at" "initrd size"
+assert_contains "$out" "fnv $want" "initrd content"
+addr=$(printf '%s\n' "$out" | sed -n 's/.*bytes at \([0-9a-f]*\).*/\1/p')
+[ $((16#$addr % 4096)) -eq 0 ] && [ $((16#$addr + 300000)) -le $((64 << 20)) ] || fail "initrd at 0x$addr"
+truncate -s 8M "$T/big"
+expect_fail "initrd too big" "$LTTLE" run --kernel "$G" --mem 8 --initrd "$T/big"
+assert_contains "$(cat "$T/err")" "does not fit in guest RAM" "initrd size check"
 pass "vmm memory"

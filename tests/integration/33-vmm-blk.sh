@@ -29,6 +29,11 @@ assert_contains "$out" "blk sector1: written by the lttle guest" "read back"
 got=$(dd if="$T/raw.img" bs=512 skip=1 count=1 2>/dev/null | tr -d '\0')
 assert_eq "written by the lttle guest" "$got" "write reached the raw image"
 
+log "the same without ioeventfd/irqfd (notifications in the exit path)"
+mkimg "$T/raw2.img"
+out=$(run --rootfs "$T/raw2.img" --no-ioeventfd --cmdline "lt.t=blkw")
+assert_contains "$out" "blk sector1: written by the lttle guest" "read back (in-exit path)"
+
 log "overlay: base untouched, writes persist in the overlay"
 mkimg "$T/base.img"
 sum=$(sha256sum <"$T/base.img")
