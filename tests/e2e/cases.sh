@@ -62,7 +62,7 @@ e2e_case_httpd() {
 # background sleep), syncs and resets the VM, which makes
 # `qemu -no-reboot` exit on its own.
 e2e_case_exit() {
-	local name=$1 img=$2 format=$3 i
+	local name=$1 img=$2 format=$3
 	shift 3
 	local cmd
 	cmd=$(cat <<'EOF'
@@ -71,15 +71,7 @@ EOF
 )
 	log "$name: booting $format, app exits through a forwarded SIGTERM"
 	e2e_boot "$name" "$img" "$format" "$(free_port)" 8080 "$cmd $*"
-	for ((i = 0; i < 900; i++)); do
-		kill -0 "$QEMU_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$QEMU_PID" 2>/dev/null; then
-		e2e_dump "$name"
-		fail "$name: the VM did not end after the app exited"
-	fi
-	wait "$QEMU_PID" 2>/dev/null || true
+	e2e_wait_exit "$name"
 	e2e_assert_order "$T/$name.trig" ready "exit 42"
 	assert_contains "$(cat "$T/$name.serial")" "lttle-init: app exited with 42" "$name: init log"
 	assert_contains "$(cat "$T/$name.serial")" "reboot: Restarting system" "$name: VM reset"
@@ -88,15 +80,10 @@ EOF
 # e2e_case_fatal NAME IMG FORMAT: an init failure (an unknown user) is
 # reported to the VMM and ends the VM instead of hanging it.
 e2e_case_fatal() {
-	local name=$1 img=$2 format=$3 i
+	local name=$1 img=$2 format=$3
 	log "$name: booting $format with an unknown user"
 	e2e_boot "$name" "$img" "$format" "$(free_port)" 8080 lttle.user=ghost
-	for ((i = 0; i < 900; i++)); do
-		kill -0 "$QEMU_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$QEMU_PID" 2>/dev/null && { e2e_dump "$name"; fail "$name: the VM did not end"; }
-	wait "$QEMU_PID" 2>/dev/null || true
+	e2e_wait_exit "$name"
 	assert_eq 'log init failed: user: user "ghost" is not in /etc/passwd
 exit 255' "$(cat "$T/$name.trig")" "$name: trigger stream"
 	assert_contains "$(cat "$T/$name.serial")" "lttle-init: fatal: user: user \"ghost\"" "$name: log"

@@ -12,10 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/cases.sh"
 
-e2e_kernel
-start_registry
-e2e_httpd_image "$REGISTRY"
-"$LTTLE" pull "$IMAGE_REF" >"$T/pull.log" 2>&1 || fail "lttle pull: $(tail -3 "$T/pull.log")"
+e2e_prepare_image
 e2e_rootfs "$IMAGE_REF" ext4 "$T/root.ext4"
 
 e2e_case_httpd kernel "$T/root.ext4" ext4

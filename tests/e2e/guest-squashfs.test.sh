@@ -11,10 +11,7 @@
 . "$(dirname "$0")/cases.sh"
 need mkfs.ext4 debugfs
 
-e2e_kernel
-start_registry
-e2e_httpd_image "$REGISTRY"
-"$LTTLE" pull "$IMAGE_REF" >"$T/pull.log" 2>&1 || fail "lttle pull: $(tail -3 "$T/pull.log")"
+e2e_prepare_image
 e2e_rootfs "$IMAGE_REF" squashfs "$T/root.sqfs"
 
 e2e_case_httpd kernel "$T/root.sqfs" squashfs

@@ -5,12 +5,14 @@
 #   e2e_kernel                  sets KERNEL (vmlinux; `make kernel`, cached)
 #   e2e_httpd_image REGISTRY    builds and pushes the busybox httpd test image;
 #                               sets IMAGE_REF
+#   e2e_prepare_image           kernel + registry + image, pulled into the store
 #   e2e_rootfs REF FORMAT OUT   `lttle build` into OUT
 #   e2e_boot NAME IMG FORMAT HOSTPORT GUESTPORT [APPEND...]
 #                               boots in the background; logs in
 #                               $T/NAME.serial and $T/NAME.trig; sets QEMU_PID;
 #                               $E2E_QEMU_EXTRA adds QEMU arguments
 #   e2e_wait_line FILE REGEX SECONDS [PID]  waits for a line
+#   e2e_wait_exit NAME          waits for the VM to end by itself
 #   e2e_bench NAME              prints boot timings from the serial log
 
 need qemu-system-x86_64 python3 curl
@@ -75,6 +77,15 @@ PY
 	python3 "$LTTLE_ROOT/tests/lib/mkimage.py" push "$layout" httpd "$IMAGE_REF" >/dev/null
 }
 
+# Kernel, a local registry holding the httpd image, and that image pulled
+# into this test's store: the common start of the guest e2e tests.
+e2e_prepare_image() {
+	e2e_kernel
+	start_registry
+	e2e_httpd_image "$REGISTRY"
+	"$LTTLE" pull "$IMAGE_REF" >"$T/pull.log" 2>&1 || fail "lttle pull: $(tail -3 "$T/pull.log")"
+}
+
 e2e_rootfs() {
 	local ref=$1 format=$2 out=$3
 	"$LTTLE" build "$ref" --format "$format" -o "$out" >"$T/build-$format.log" 2>&1 ||
@@ -108,6 +119,20 @@ e2e_boot() {
 		-chardev "file,id=trig,path=$trig" -device isa-debugcon,iobase=0x7f0,chardev=trig \
 		${E2E_QEMU_EXTRA:-}
 	QEMU_PID=$(cat "$T/last.pid")
+}
+
+# e2e_wait_exit NAME: the VM of case NAME must end by itself within 90 s.
+e2e_wait_exit() {
+	local name=$1 i
+	for ((i = 0; i < 900; i++)); do
+		kill -0 "$QEMU_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$QEMU_PID" 2>/dev/null; then
+		e2e_dump "$name"
+		fail "$name: the VM did not end by itself"
+	fi
+	wait "$QEMU_PID" 2>/dev/null || true
 }
 
 # e2e_wait_line FILE REGEX SECONDS [PID]: fails early when PID dies.

@@ -7,10 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 
 RUN=$LTTLE_ROOT/tests/e2e/qemu-run.sh
-e2e_kernel
-start_registry
-e2e_httpd_image "$REGISTRY"
-"$LTTLE" pull "$IMAGE_REF" >"$T/pull.log" 2>&1 || fail "lttle pull: $(tail -3 "$T/pull.log")"
+e2e_prepare_image
 
 # Usage errors come before any work.
 expect_fail "no args" bash "$RUN"
