@@ -179,6 +179,40 @@ id=$("$LTTLE" ps web --json | jq_ 'd[0]["id"]')
 [ ! -e "$STATE/apps/burst" ] || fail "burst's state is still on disk"
 assert_eq "web" "$("$LTTLE" apps --json | jq_ '" ".join(a["name"] for a in d)')" "apps after rm"
 
+log "a corrupt snapshot: degraded with a reason, cold boot serves"
+"$LTTLE" stop web >/dev/null
+for _ in $(seq 50); do
+	[ "$("$LTTLE" ps web --json | jq_ 'len(d)')" = 0 ] && break
+	sleep 0.1
+done
+snap=$("$LTTLE" info web --json | jq_ 'd["snapshot"]')
+[ -f "$snap" ] || fail "no snapshot file '$snap'"
+echo "garbage" >"$snap"
+curl -sf -m 10 "http://$ADDR/" >/dev/null || fail "no answer with a corrupt snapshot"
+info=$("$LTTLE" apps --json | jq_ '[a for a in d if a["name"]=="web"][0]')
+assert_contains "$info" "'state': 'degraded'" "app state"
+assert_contains "$info" "unusable" "degraded reason"
+[ "$("$LTTLE" apps --json | jq_ 'd[0]["cold_boots"]')" -ge 1 ] || fail "no cold boot after degrading"
+pass "corrupt snapshot: degraded, cold boot"
+
+log "one daemon per state dir; TCP API only with a token"
+expect_fail "second daemon on the same state" "$DAEMON" --state "$STATE" --socket "$T/other.sock"
+assert_contains "$(cat "$T/err")" "another ignitiond" "state lock message"
+TP=$(free_port)
+expect_fail "TCP without a token" "$DAEMON" --state "$T/s2" --listen-tcp "127.0.0.1:$TP"
+assert_contains "$(cat "$T/err")" "needs --token" "TCP without token"
+bg_start "$T/d2.log" "$DAEMON" --state "$T/s2" --socket "$T/d2.sock" --listen-tcp "127.0.0.1:$TP" \
+	--token sekrit
+D2=$(cat "$T/last.pid")
+wait_port "$TP" 10
+assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TP/v1/health")" "no token"
+assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer nope' \
+	"http://127.0.0.1:$TP/v1/health")" "wrong token"
+assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sekrit' \
+	"http://127.0.0.1:$TP/v1/health")" "right token"
+kill -TERM "$D2"
+wait "$D2" || fail "second daemon did not exit cleanly"
+
 log "SIGTERM drains and leaves no VM process"
 curl -sf -m 10 "http://$ADDR/" >/dev/null
 live=$("$LTTLE" ps --json | jq_ '" ".join(str(i["pid"]) for i in d)')
