@@ -32,6 +32,7 @@ int cmd_resume(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_scale(int argc, char **argv);
+int cmd_vmm_shell(int argc, char **argv);
 
 /* Prints "lttle <cmd>: <lt_errmsg()>" and returns 1. */
 int cli_fail(const char *cmd);

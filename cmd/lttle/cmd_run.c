@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "vmm/guest_abi.h"
 #include "vmm/vmm.h"
+#include "vmproc.h"
 
 #define DEFAULT_CMDLINE                                                                  \
 	"console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux "     \
@@ -56,6 +57,12 @@ static void usage(FILE *out)
 		"  --no-seccomp          do not install the seccomp filter (debugging)\n"
 		"  --no-ioeventfd        handle virtio notifications and interrupts in the\n"
 		"                        vCPU exit path instead of ioeventfd/irqfd (debugging)\n"
+		"  --snapshot-on T       capture trigger: first-listen, nth-listen:N,\n"
+		"                        listen-port:P, userspace-ready or manual; the VM\n"
+		"                        pauses at that exit and is written to --snapshot-out\n"
+		"                        (without it, waits paused for 'lttle snapshot')\n"
+		"  --snapshot-out FILE   where the trigger's snapshot goes; then the VM stops\n"
+		"  --keep-running        after the trigger's snapshot, continue instead\n"
 		"  --help                this text\n",
 		DEFAULT_CMDLINE);
 }
@@ -137,6 +144,7 @@ enum {
 	OPT_KERNEL = 256, OPT_ROOTFS, OPT_RO, OPT_OVERLAY, OPT_DISK, OPT_MEM, OPT_CPUS,
 	OPT_CMDLINE, OPT_INITRD, OPT_VSOCK, OPT_VSOCK_CID, OPT_TAP, OPT_CONTROL, OPT_EVENTS,
 	OPT_TEMPLATE, OPT_SERIAL_LOG, OPT_NO_SECCOMP, OPT_HELP, OPT_OVERLAY_FILE, OPT_OVERLAY_TMP, OPT_NO_IOEVENTFD,
+	OPT_SNAP_ON, OPT_SNAP_OUT, OPT_KEEP, /* snapshot capture (vmproc.c) */
 };
 
 static const struct option opts[] = {
@@ -161,6 +169,9 @@ static const struct option opts[] = {
 	{"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
 	{"no-ioeventfd", no_argument, 0, OPT_NO_IOEVENTFD},
 	{"help", no_argument, 0, OPT_HELP},
+	{"snapshot-on", required_argument, 0, OPT_SNAP_ON},
+	{"snapshot-out", required_argument, 0, OPT_SNAP_OUT},
+	{"keep-running", no_argument, 0, OPT_KEEP},
 	{0, 0, 0, 0},
 };
 
@@ -170,6 +181,7 @@ struct run_args {
 	int ndisks;
 	bool ro, overlay_tmp, no_seccomp;
 	const char *mem, *cpus, *vsock_cid, *template;
+	struct vmproc_opts snap; /* --snapshot-on: the VM host runs the VM */
 };
 
 static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_args *a)
@@ -231,6 +243,16 @@ static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_arg
 		case OPT_NO_SECCOMP: a->no_seccomp = true; break;
 		case OPT_NO_IOEVENTFD: cfg->no_ioeventfd = true; break;
 		case OPT_HELP: usage(stdout); return -1;
+		case OPT_SNAP_ON:
+#ifndef LTTLE_VMM_BINARY
+			if (lt_trigger_parse(optarg, &a->snap.trigger) < 0)
+				return cli_usage("run", "%s", lt_errmsg());
+			break;
+#else
+			return cli_usage("run", "--snapshot-on needs 'lttle run', not lttle-vmm");
+#endif
+		case OPT_SNAP_OUT: a->snap.snapshot_out = optarg; break;
+		case OPT_KEEP: a->snap.keep_running = true; break;
 		default: return cli_usage("run", "bad option");
 		}
 	}
@@ -240,6 +262,10 @@ static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_arg
 		return cli_usage("run", "--kernel is required");
 	if ((a->overlay || a->overlay_tmp || a->ro) && !a->rootfs)
 		return cli_usage("run", "--overlay and --ro need --rootfs");
+	if ((a->snap.snapshot_out || a->snap.keep_running) && !a->snap.trigger.kind)
+		return cli_usage("run", "--snapshot-out and --keep-running need --snapshot-on");
+	if (a->snap.trigger.kind && !a->snap.snapshot_out && !cfg->control)
+		return cli_usage("run", "--snapshot-on needs --snapshot-out or --control");
 	return 0;
 }
 
@@ -360,8 +386,9 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		a.overlay = tmp_overlay;
 	}
-	/* The VM itself runs in the lean static lttle-vmm when it is there. */
-	if (!getenv("LTTLE_VMM_INPROC")) {
+	/* The VM itself runs in the lean static lttle-vmm when it is there
+	 * (snapshot captures run in-process, under the VM host). */
+	if (!getenv("LTTLE_VMM_INPROC") && !a.snap.trigger.kind) {
 		char *vmm = cli_find_libexec("lttle-vmm");
 		if (vmm) {
 			fflush(NULL);
@@ -401,6 +428,16 @@ int cmd_run(int argc, char **argv)
 	}
 	if (isatty(0))
 		cfg.serial_in_fd = 0;
+#ifndef LTTLE_VMM_BINARY
+	if (a.snap.trigger.kind) {
+		a.snap.control = cfg.control;
+		a.snap.events_log = a.events_log;
+		a.snap.no_seccomp = a.no_seccomp;
+		cfg.events_fd = -1;
+		ret = vmproc_run_boot(&cfg, &a.snap);
+		goto done;
+	}
+#endif
 
 	if (lt_vm_create(&cfg, &vm) < 0 || lt_vm_boot(vm) < 0)
 		goto out;

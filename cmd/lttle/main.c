@@ -31,6 +31,7 @@
 #pragma weak cmd_stop
 #pragma weak cmd_rm
 #pragma weak cmd_scale
+#pragma weak cmd_vmm_shell
 
 struct command {
 	const char *name;
@@ -59,6 +60,7 @@ static const struct command commands[] = {
 	{"stop", cmd_stop, "stop an app or instance"},
 	{"rm", cmd_rm, "remove an app"},
 	{"scale", cmd_scale, "set an app's min/max instances"},
+	{"vmm-shell", cmd_vmm_shell, "(internal) a pre-made VM waiting for a restore"},
 };
 
 static void usage(FILE *out)

@@ -223,4 +223,186 @@ int lt_snap_cache_map(struct lt_snap *s, const char *cache_path,
 int lt_snap_record_working_set(const char *path, const char *expect_template,
 			       const uint32_t *ids, size_t n);
 
+/* ==== VM capture / restore (vmconfig.c, vmsnap.c, vmhost.c) ==============
+ * Everything above is VMM-agnostic. This section ties the format to the
+ * lttle VMM (src/vmm/vmm.h): which sections a VM snapshot holds, taking
+ * one from a paused VM, loading one into a created VM (a "shell"), and the
+ * VM host that runs one VM in a process behind a control socket.
+ *
+ * A VM snapshot: CONFIG (the JSON below), one VCPU section per vCPU
+ * (lt_vm_save_vcpu blob), VM_STATE (lt_vm_save_vm), DEVICE_STATE
+ * (lt_vm_save_devices), the memory; CPU template id = the VMM's template
+ * name ("host", "baseline"). docs/snapshot.md has the long form. */
+
+struct lt_vm;
+struct lt_vm_config;
+struct lt_vm_exit;
+struct lt_guest_event;
+
+/* ---- capture triggers ---- */
+enum lt_trigger_kind {
+	LT_TRIGGER_NONE = 0,
+	LT_TRIGGER_FIRST_LISTEN, /* the first "listen-after P 0" */
+	LT_TRIGGER_NTH_LISTEN,   /* the n-th successful listen */
+	LT_TRIGGER_LISTEN_PORT,  /* a successful listen on port */
+	LT_TRIGGER_READY,        /* "ready" (userspace up) */
+	LT_TRIGGER_MANUAL,       /* "trigger [CODE]" */
+};
+struct lt_trigger {
+	enum lt_trigger_kind kind;
+	uint32_t n;       /* NTH_LISTEN */
+	uint16_t port;    /* LISTEN_PORT */
+	uint32_t listens; /* state: successful listens seen */
+};
+/* "first-listen", "nth-listen:N", "listen-port:P", "userspace-ready",
+ * "manual". -1 with a message otherwise. */
+int lt_trigger_parse(const char *s, struct lt_trigger *t);
+/* The canonical text of t (as lt_trigger_parse takes it). */
+const char *lt_trigger_str(const struct lt_trigger *t, char *buf, size_t len);
+/* Does this guest event fire t? Updates t's listen count. */
+bool lt_trigger_fires(struct lt_trigger *t, const struct lt_guest_event *ev);
+
+/* ---- the VM config section (JSON) ---- */
+#define LT_VMSNAP_CONFIG_VERSION 1
+#define LT_VMSNAP_MAX_DISKS 8
+#define LT_VMSNAP_MAX_REGIONS 2
+#define LT_VMSNAP_STR_MAX 4096 /* any string in the config */
+
+struct lt_vmsnap_disk {
+	char *path;
+	char *overlay; /* NULL: none */
+	bool read_only;
+	char id[21];
+	uint64_t size;     /* rootfs identity: size and mtime of path at capture */
+	uint64_t mtime_ns;
+};
+struct lt_vmsnap_config {
+	uint32_t version;
+	uint64_t mem_bytes;
+	int vcpus;
+	char cpu_template[32];
+	struct {
+		uint64_t gpa, size;
+	} regions[LT_VMSNAP_MAX_REGIONS];
+	int nregions;
+	char *kernel;  /* as booted (informative) */
+	char *cmdline; /* the full command line the guest got */
+	struct lt_vmsnap_disk disks[LT_VMSNAP_MAX_DISKS];
+	int ndisks;
+	bool vsock;
+	uint32_t vsock_cid;
+	char *tap; /* NULL: no virtio-net */
+	uint64_t created_wall_ns;
+	char *reason; /* what captured it: "trigger first-listen", "request" */
+};
+/* From a VM (created; booted or restored). reason may be NULL. */
+int lt_vmsnap_config_from_vm(struct lt_vm *vm, const char *reason, struct lt_vmsnap_config *c);
+/* JSON text, malloc'd, NUL-terminated. */
+int lt_vmsnap_config_encode(const struct lt_vmsnap_config *c, char **json);
+/* Parses and validates (types, ranges, the memory layout against
+ * mem_bytes, string bounds). Unknown keys are ignored. */
+int lt_vmsnap_config_decode(const char *json, size_t len, struct lt_vmsnap_config *c);
+void lt_vmsnap_config_free(struct lt_vmsnap_config *c);
+/* Fills the VM shape and devices of cfg from c (strings point into c;
+ * the caller sets callbacks, fds, vsock_uds, control). */
+int lt_vmsnap_config_apply(const struct lt_vmsnap_config *c, struct lt_vm_config *cfg);
+
+/* ---- capture ---- */
+struct lt_vmsnap_capture_opts {
+	const char *reason;  /* recorded in the config */
+	bool mem_fresh_anon; /* guest RAM is anonymous memory this process
+				populated only through the guest (not restored
+				from a file or userfaultfd): mincore skips */
+	int threads;         /* compression threads; 0 = online CPUs */
+	int level;           /* zstd level; 0 = default */
+	uint32_t chunk_size; /* 0 = default */
+};
+struct lt_vmsnap_stats {
+	uint64_t state_ns; /* vCPU, VM and device state */
+	uint64_t total_ns; /* everything, fsync and rename included */
+	struct lt_snap_writer_stats mem;
+};
+/* Writes a snapshot of vm (paused, or inside the on_paused callback, or
+ * never started) to path atomically. */
+int lt_vmsnap_capture(struct lt_vm *vm, const char *path, const struct lt_vmsnap_capture_opts *o,
+		      struct lt_vmsnap_stats *st);
+
+/* ---- restore ---- */
+enum lt_vmsnap_mem { LT_VMSNAP_EAGER = 0, LT_VMSNAP_LAZY, LT_VMSNAP_CACHED };
+int lt_vmsnap_mem_parse(const char *s, enum lt_vmsnap_mem *m);
+const char *lt_vmsnap_mem_name(enum lt_vmsnap_mem m);
+
+struct lt_vmsnap_restore_opts {
+	enum lt_vmsnap_mem mem;
+	const char *cache_dir; /* cached; NULL = $LTTLE_HOME/cache/memory */
+	int threads;           /* eager / cache build; 0 = online CPUs */
+	bool no_prefetch;      /* lazy: ignore the working set (recording) */
+	bool lazy_fill_all;    /* lazy: install every chunk in the background */
+	/* lazy: a chunk failed verification, the guest cannot go on. */
+	void (*on_lazy_error)(void *arg, const char *msg);
+	void *arg;
+};
+struct lt_vmsnap_restore_stats {
+	uint64_t mem_ns;   /* memory strategy set-up (eager: all of it) */
+	uint64_t state_ns; /* vCPU, VM and device state */
+	uint64_t clock_adjust_ns; /* kvmclock moved forward by this much */
+};
+/* What must live as long as the restored VM (the lazy fault server). */
+struct lt_vmsnap_restored;
+/* Checks that vm (created, never started) has the snapshot's shape:
+ * memory layout, vCPUs, CPU template. */
+int lt_vmsnap_check_shape(struct lt_vm *vm, const struct lt_snap *s);
+/* Loads memory (by strategy), vCPU, VM (kvmclock moved on by the wall
+ * time since capture) and device state into vm, marks it restored (the
+ * guest's pending report reads "!restored ...") and loaded; the caller
+ * then lt_vm_start()s it. s must stay open until lt_vmsnap_restored_free.
+ * On failure the VM must be destroyed, never started. */
+int lt_vmsnap_restore(struct lt_vm *vm, struct lt_snap *s, const struct lt_vmsnap_restore_opts *o,
+		      struct lt_vmsnap_restored **out, struct lt_vmsnap_restore_stats *st);
+/* The lazy server (NULL for other strategies). */
+struct lt_snap_lazy *lt_vmsnap_restored_lazy(struct lt_vmsnap_restored *r);
+/* After the VM has stopped. NULL is fine. */
+void lt_vmsnap_restored_free(struct lt_vmsnap_restored *r);
+
+/* ---- the VM host: one VM per process, driven over a control socket ----
+ * The control socket speaks JSON lines like the VMM's own (docs/
+ * snapshot.md): {"cmd": "status"|"pause"|"resume"|"stop"|"events"|
+ * "snapshot"|"restore"}, plus plain-text "restore FILE" for shells. The
+ * host also applies the capture trigger and publishes events
+ * ({"event": ...}) to subscribers and events_fd. */
+struct lt_vmhost_opts {
+	const char *control;     /* socket path; NULL: none */
+	int events_fd;           /* JSON event lines also go here; -1: none */
+	struct lt_trigger trigger; /* NONE: no trigger */
+	const char *snapshot_out;  /* capture there when the trigger fires;
+				      NULL: pause at the trigger and wait */
+	bool keep_running;       /* after a trigger capture: continue (else stop) */
+	bool no_seccomp;
+	struct lt_vmsnap_capture_opts capture;
+	struct lt_vmsnap_restore_opts restore; /* for "restore" commands */
+	uint64_t record_ws_ms;   /* >0: lazy restores record a working set of
+				    the first N ms and store it in the snapshot */
+	uint64_t t0_ns;          /* process start (lt_now_ns) for timings */
+};
+struct lt_vmhost;
+int lt_vmhost_new(const struct lt_vmhost_opts *o, struct lt_vmhost **out);
+/* Routes cfg's callbacks through the host; cfg->control is cleared (the
+ * host serves it). Call before lt_vm_create(cfg). */
+void lt_vmhost_hook(struct lt_vmhost *h, struct lt_vm_config *cfg);
+/* The VM the host runs (created with a hooked cfg). booted: memory is
+ * fresh anonymous memory written only by the guest. */
+void lt_vmhost_set_vm(struct lt_vmhost *h, struct lt_vm *vm, bool booted);
+/* Restores snapshot path into the host's VM (not started); s may be an
+ * already opened snapshot of it (the host takes it) or NULL. */
+int lt_vmhost_restore(struct lt_vmhost *h, const char *path, struct lt_snap *s,
+		      enum lt_vmsnap_mem mem);
+/* Runs the VM: starts it (unless shell: then first serves the control
+ * socket until a "restore" arrives), installs seccomp, serves control
+ * until the VM ends. Returns 0 with *exit filled, or -1 (nothing ran). */
+int lt_vmhost_run(struct lt_vmhost *h, bool shell, struct lt_vm_exit *exit);
+/* Stops the VM from a signal handler (async-signal-safe). */
+void lt_vmhost_request_stop(struct lt_vmhost *h);
+/* Frees the host, its VM and what the restore keeps. NULL is fine. */
+void lt_vmhost_free(struct lt_vmhost *h);
+
 #endif
