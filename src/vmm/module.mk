@@ -4,10 +4,12 @@
 # binary). Static, and linking only what a VM needs, it starts in a few ms
 # and keeps its RSS overhead small.
 VMM_BIN_LIBS := -ljansson -lseccomp -lpthread
+# Sanitizer builds (make asan) cannot be static.
+VMM_BIN_STATIC := $(if $(SAN),,-static)
 
-$(BUILD)/lttle-vmm: src/vmm/bin/lttle-vmm.c cmd/lttle/cmd_run.c $(BUILD)/libvmm.a $(BUILD)/libutil.a
-	$(CC) $(CFLAGS) -Icmd/lttle -DLTTLE_VMM_BINARY -static -o $@ src/vmm/bin/lttle-vmm.c \
-		cmd/lttle/cmd_run.c $(BUILD)/libvmm.a $(BUILD)/libutil.a $(VMM_BIN_LIBS)
+$(BUILD)/lttle-vmm: src/vmm/bin/lttle-vmm.c $(BUILD)/libvmm.a $(BUILD)/libutil.a
+	$(CC) $(CFLAGS) $(VMM_BIN_STATIC) -o $@ src/vmm/bin/lttle-vmm.c \
+		$(BUILD)/libvmm.a $(BUILD)/libutil.a $(VMM_BIN_LIBS)
 
 all: $(BUILD)/lttle-vmm
 test-prereqs:: $(BUILD)/lttle-vmm

@@ -177,7 +177,8 @@ static uint8_t *mkbz(size_t *n, uint16_t ver, uint8_t sects, uint16_t xlf)
 	memcpy(b + LT_BP_INIT_SIZE, &init, 4);
 	memcpy(b + LT_BP_CMDLINE_SIZE, &csz, 4);
 	uint32_t off = (uint32_t)((sects ? sects : 4) + 1) * 512;
-	memcpy(b + off, "PMKERNEL", 8);
+	if (off + 8 <= *n)
+		memcpy(b + off, "PMKERNEL", 8);
 	return b;
 }
 

@@ -1,49 +1,248 @@
 /* lttle-vmm: the lean, statically linked VMM process behind `lttle run`.
- * One process per VM; it links only the VMM, util, jansson and libseccomp,
- * so it starts fast and costs little memory. `lttle run` resolves image
- * references and the command line, then execs this with canonical
- * options (LTTLE_VMM_INPROC=1 makes `lttle run` stay in-process). The
- * options are those of `lttle run` (cmd/lttle/cmd_run.c, built in here
- * too). */
+ *
+ * One process per VM, linking only the VMM, util, jansson and libseccomp,
+ * so it starts in a few ms and costs little memory. `lttle run` resolves
+ * image references, the temporary overlay and the final command line,
+ * then execs this with canonical options (LTTLE_VMM_INPROC=1 keeps
+ * `lttle run` in-process instead):
+ *
+ *   lttle-vmm --kernel F [--rootfs IMG] [--ro] [--overlay-file F |
+ *     --overlay-tmp F] [--disk IMG]... [--mem MIB] [--cpus N]
+ *     [--cmdline S] [--initrd F] [--vsock UDS] [--vsock-cid N] [--tap T]
+ *     [--control S] [--events-log F] [--cpu-template T] [--serial-log F]
+ *     [--no-seccomp] [--no-ioeventfd]
+ *
+ * The command line is used as given. Exit status as for `lttle run`. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "cli.h"
+#include "vmm/vmm.h"
 
-int cli_fail(const char *cmd)
+static struct lt_vm *g_vm;
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig)
 {
-	fprintf(stderr, "lttle %s: %s\n", cmd, lt_errmsg());
+	g_signal = sig;
+	if (g_vm)
+		lt_vm_request_stop(g_vm);
+}
+
+static int fail(const char *msg)
+{
+	fprintf(stderr, "lttle run: %s\n", msg);
 	return 1;
 }
 
-int cli_usage(const char *cmd, const char *fmt, ...)
+enum {
+	O_KERNEL = 256, O_ROOTFS, O_RO, O_OVL_FILE, O_OVL_TMP, O_DISK, O_MEM, O_CPUS, O_CMDLINE,
+	O_INITRD, O_VSOCK, O_CID, O_TAP, O_CONTROL, O_EVENTS, O_TEMPLATE, O_SERIAL, O_NO_SECCOMP,
+	O_NO_IOEVENTFD,
+};
+
+static const struct option opts[] = {
+	{"kernel", required_argument, 0, O_KERNEL},
+	{"rootfs", required_argument, 0, O_ROOTFS},
+	{"ro", no_argument, 0, O_RO},
+	{"overlay-file", required_argument, 0, O_OVL_FILE},
+	{"overlay-tmp", required_argument, 0, O_OVL_TMP},
+	{"disk", required_argument, 0, O_DISK},
+	{"mem", required_argument, 0, O_MEM},
+	{"cpus", required_argument, 0, O_CPUS},
+	{"cmdline", required_argument, 0, O_CMDLINE},
+	{"initrd", required_argument, 0, O_INITRD},
+	{"vsock", required_argument, 0, O_VSOCK},
+	{"vsock-cid", required_argument, 0, O_CID},
+	{"tap", required_argument, 0, O_TAP},
+	{"control", required_argument, 0, O_CONTROL},
+	{"events-log", required_argument, 0, O_EVENTS},
+	{"cpu-template", required_argument, 0, O_TEMPLATE},
+	{"serial-log", required_argument, 0, O_SERIAL},
+	{"no-seccomp", no_argument, 0, O_NO_SECCOMP},
+	{"no-ioeventfd", no_argument, 0, O_NO_IOEVENTFD},
+	{0, 0, 0, 0},
+};
+
+struct args {
+	const char *rootfs, *overlay, *serial_log, *events_log;
+	const char *disks[LT_VM_MAX_DISKS];
+	int ndisks;
+	bool ro, overlay_tmp, no_seccomp;
+};
+
+static int parse(int argc, char **argv, struct lt_vm_config *c, struct args *a)
 {
-	va_list ap;
-	fprintf(stderr, "lttle %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see 'lttle %s --help')\n", cmd);
-	return 2;
+	int o;
+	uint64_t v;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case O_KERNEL: c->kernel = optarg; break;
+		case O_ROOTFS: a->rootfs = optarg; break;
+		case O_RO: a->ro = true; break;
+		case O_OVL_FILE: a->overlay = optarg; break;
+		case O_OVL_TMP: a->overlay = optarg; a->overlay_tmp = true; break;
+		case O_DISK:
+			if (a->ndisks >= LT_VM_MAX_DISKS - 1)
+				return fail("too many --disk options");
+			a->disks[a->ndisks++] = optarg;
+			break;
+		case O_MEM:
+			if (lt_parse_u64(optarg, &v) < 0 || v < 4 || v > (1ULL << 20))
+				return fail("bad --mem");
+			c->mem_bytes = v << 20;
+			break;
+		case O_CPUS:
+			if (lt_parse_u64(optarg, &v) < 0 || v < 1 || v > LT_VM_MAX_VCPUS)
+				return fail("bad --cpus");
+			c->vcpus = (int)v;
+			break;
+		case O_CMDLINE: c->cmdline = optarg; break;
+		case O_INITRD: c->initrd = optarg; break;
+		case O_VSOCK: c->vsock_uds = optarg; break;
+		case O_CID:
+			if (lt_parse_u64(optarg, &v) < 0 || v < 3 || v > 0xffffffffULL)
+				return fail("bad --vsock-cid");
+			c->vsock_cid = (uint32_t)v;
+			break;
+		case O_TAP: c->tap = optarg; break;
+		case O_CONTROL: c->control = optarg; break;
+		case O_EVENTS: a->events_log = optarg; break;
+		case O_TEMPLATE:
+			if (lt_cpu_template_parse(optarg, &c->cpu_template) < 0)
+				return fail(lt_errmsg());
+			break;
+		case O_SERIAL: a->serial_log = optarg; break;
+		case O_NO_SECCOMP: a->no_seccomp = true; break;
+		case O_NO_IOEVENTFD: c->no_ioeventfd = true; break;
+		default: return fail("lttle-vmm: bad option (it takes lttle run's resolved options)");
+		}
+	}
+	if (!c->kernel || optind < argc)
+		return fail("lttle-vmm: --kernel is required and no arguments are taken");
+	return 0;
 }
 
-void cli_reset_getopt(void)
+static int open_out(const char *path)
 {
-	optind = 0;
-	opterr = 1;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		lt_fail_errno("%s", path);
+	return fd;
 }
 
-char *cli_find_libexec(const char *name)
+static void remove_tmp_overlay(const char *path)
 {
-	lt_fail("%s: not available inside lttle-vmm", name);
-	return NULL;
+	char *p = lt_strdup(path);
+	if (!p)
+		return;
+	unlink(p);
+	char *slash = strrchr(p, '/');
+	if (slash) {
+		*slash = '\0';
+		rmdir(p); /* the per-run directory `lttle run` made */
+	}
+	free(p);
+}
+
+static int run(struct lt_vm_config *c, const struct args *a)
+{
+	int serial_fd = -1, events_fd = -1, ret = 1;
+	struct lt_vm *vm = NULL;
+	if (a->rootfs) {
+		c->disks[0] = (struct lt_vm_disk){.path = a->rootfs, .read_only = a->ro,
+						  .overlay = a->overlay};
+		snprintf(c->disks[0].id, sizeof(c->disks[0].id), "lttle-rootfs");
+		c->ndisks = 1;
+	}
+	for (int i = 0; i < a->ndisks; i++) {
+		c->disks[c->ndisks] = (struct lt_vm_disk){.path = a->disks[i]};
+		snprintf(c->disks[c->ndisks].id, sizeof(c->disks[0].id), "lttle-disk%u",
+			 (unsigned char)(i + 1));
+		c->ndisks++;
+	}
+	if (a->serial_log && (serial_fd = open_out(a->serial_log)) < 0)
+		goto out;
+	if (serial_fd >= 0)
+		c->serial_out_fd = serial_fd;
+	if (a->events_log && (events_fd = open_out(a->events_log)) < 0)
+		goto out;
+	c->events_fd = events_fd;
+	if (isatty(0))
+		c->serial_in_fd = 0;
+	if (lt_vm_create(c, &vm) < 0 || lt_vm_boot(vm) < 0)
+		goto out;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	g_vm = vm;
+	/* VM threads inherit the stop signals blocked; this thread handles them. */
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	int rc = lt_vm_start(vm);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc < 0)
+		goto out;
+	if (!a->no_seccomp && lt_vm_seccomp(vm, NULL) < 0) {
+		lt_vm_request_stop(vm);
+		lt_vm_wait(vm, NULL);
+		goto out;
+	}
+	struct lt_vm_exit ex;
+	lt_vm_wait(vm, &ex);
+	lt_info("run: VM ended: %s%s%s", lt_vm_exit_reason_name(ex.reason),
+		ex.message[0] ? ": " : "", ex.message);
+	if (ex.reason == LT_VM_EXIT_ERROR) {
+		fail(ex.message);
+		ret = 1;
+	} else if (g_signal) {
+		ret = 128 + g_signal;
+	} else if (ex.guest_exit_reported) {
+		ret = ex.guest_exit_code < 0 || ex.guest_exit_code > 255 ? 1 : ex.guest_exit_code;
+	} else {
+		ret = 0;
+	}
+	goto done;
+out:
+	fail(lt_errmsg());
+done:
+	g_vm = NULL;
+	lt_vm_destroy(vm);
+	if (a->overlay_tmp)
+		remove_tmp_overlay(a->overlay);
+	if (serial_fd >= 0)
+		close(serial_fd);
+	if (events_fd >= 0)
+		close(events_fd);
+	return ret;
 }
 
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	cli_reset_getopt();
-	return cmd_run(argc, argv);
+	struct lt_vm_config c;
+	struct args a;
+	memset(&a, 0, sizeof(a));
+	lt_vm_config_init(&c);
+	c.serial_out_fd = 1;
+	int rc = parse(argc, argv, &c, &a);
+	if (rc != 0) {
+		if (a.overlay_tmp)
+			remove_tmp_overlay(a.overlay);
+		return 2;
+	}
+	return run(&c, &a);
 }
