@@ -357,7 +357,19 @@ static bool pump_round(struct lt_fwd *f, const uint32_t ev[2])
 	const char *why = NULL;
 	int blame = 0;
 	for (int k = 0; k < 2; k++) {
-		if (ev[k] & (EPOLLHUP | EPOLLERR))
+		if (ev[k] & EPOLLERR) {
+			/* a socket error (a reset) is terminal: end now, even if
+			 * nothing is moving that would notice it */
+			int err = 0;
+			socklen_t l = sizeof(err);
+			getsockopt(f->fd[k], SOL_SOCKET, SO_ERROR, &err, &l);
+			char msg[160];
+			snprintf(msg, sizeof(msg), "%s %s", k == 0 ? "client:" : "upstream:",
+				 strerror(err ? err : ECONNRESET));
+			fwd_finish(f, msg, 1 - k);
+			return false;
+		}
+		if (ev[k] & EPOLLHUP)
 			f->hup[k] = true;
 		if (ev[k] & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			f->d[1 - k].blocked = false; /* try writing to fd k again */

@@ -394,6 +394,46 @@ static void test_client_reset(void **state)
 	close(u_ext);
 }
 
+/* read() on a blocking socket while running the loop (the proxy must move
+ * the data); gives up after 3 s. */
+static ssize_t pumped_read(int fd, void *buf, size_t n)
+{
+	uint64_t end = lt_now_ns() + LT_SEC(3);
+	while (lt_now_ns() < end) {
+		ssize_t r = recv(fd, buf, n, MSG_DONTWAIT);
+		if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return r;
+		lt_loop_run_once(loop, 5);
+	}
+	return -2;
+}
+
+/* The client resets while only the upstream could speak: the connection
+ * ends at once (not at the idle timeout) and the upstream is reset too. */
+static void test_client_reset_while_upstream_silent(void **state)
+{
+	(void)state;
+	int c_ext, c_in, u_ext, u_in;
+	tcp_pair(&c_ext, &c_in, 0);
+	tcp_pair(&u_ext, &u_in, 0);
+	struct done_rec d = {0};
+	assert_non_null(lt_fwd_start(fw, c_in, u_in, NULL, 0, on_done, &d));
+	assert_int_equal(lt_write_all(c_ext, "req", 3), 0);
+	shutdown(c_ext, SHUT_WR); /* its direction is done */
+	char buf[8];
+	assert_int_equal(pumped_read(u_ext, buf, sizeof(buf)), 3);
+	assert_int_equal(pumped_read(u_ext, buf, sizeof(buf)), 0); /* FIN passed on */
+	struct linger lg = {1, 0};
+	setsockopt(c_ext, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(c_ext);
+	run_until(&d.done, 1000);
+	assert_non_null(strstr(d.why, "client"));
+	/* the upstream got a reset: it can no longer send */
+	assert_int_equal(send(u_ext, "late", 4, MSG_NOSIGNAL), -1);
+	assert_true(errno == ECONNRESET || errno == EPIPE);
+	close(u_ext);
+}
+
 static void test_idle_timeout(void **state)
 {
 	(void)state;
@@ -612,6 +652,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bounded_buffer_and_stall, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_reset_while_upstream_silent, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prefix_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_limits, setup, teardown),
