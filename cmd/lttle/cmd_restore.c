@@ -44,6 +44,7 @@ static const struct option opts[] = {
 
 int cmd_restore(int argc, char **argv)
 {
+	vmproc_exec_lean("restore", argc, argv);
 	uint64_t t0 = lt_now_ns();
 	struct vmproc_opts o;
 	memset(&o, 0, sizeof(o));

@@ -57,6 +57,7 @@ static int shape_from(const char *like, struct lt_vmsnap_config *sc)
 
 int cmd_vmm_shell(int argc, char **argv)
 {
+	vmproc_exec_lean("vmm-shell", argc, argv);
 	struct vmproc_opts o;
 	memset(&o, 0, sizeof(o));
 	o.mem = LT_VMSNAP_CACHED;

@@ -120,6 +120,32 @@ void vmproc_host_opts(const struct vmproc_opts *o, int events_fd, struct lt_vmho
 	ho->record_ws_ms = o->record_ws_ms;
 }
 
+void vmproc_exec_lean(const char *sub, int argc, char **argv)
+{
+#ifndef LTTLE_VMHOST_BINARY
+	if (getenv("LTTLE_VMM_INPROC"))
+		return;
+	char *bin = cli_find_libexec("lttle-vmhost");
+	char **v = bin ? lt_calloc((size_t)argc + 2, sizeof(char *)) : NULL;
+	if (v) {
+		v[0] = (char *)"lttle-vmhost";
+		v[1] = (char *)sub;
+		for (int i = 1; i < argc; i++)
+			v[i + 1] = argv[i];
+		fflush(NULL);
+		execv(bin, v);
+		lt_warn("%s: cannot exec %s (%s), running in-process", sub, bin, strerror(errno));
+	}
+	free(v);
+	free(bin);
+	lt_clear_error();
+#else
+	(void)sub;
+	(void)argc;
+	(void)argv;
+#endif
+}
+
 int vmproc_exit_code(const char *cmd, const struct lt_vm_exit *ex)
 {
 	if (ex->reason == LT_VM_EXIT_ERROR) {

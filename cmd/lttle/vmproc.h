@@ -57,6 +57,10 @@ int vmproc_run(const char *cmd, struct lt_vm_config *cfg, struct lt_vmhost *h,
 	       const char *restore_path, struct lt_snap *s, enum lt_vmsnap_mem mem, bool shell);
 /* lttle run --snapshot-on: boots cfg under the VM host. Exit code. */
 int vmproc_run_boot(struct lt_vm_config *cfg, const struct vmproc_opts *o);
+/* In the lttle CLI: execs the lean static lttle-vmhost (beside the lttle
+ * binary) with "sub" and the same arguments, unless LTTLE_VMM_INPROC is
+ * set or it is missing. Returns only when it did not exec. */
+void vmproc_exec_lean(const char *sub, int argc, char **argv);
 /* Exit code for a VM's end, as lttle run has it. */
 int vmproc_exit_code(const char *cmd, const struct lt_vm_exit *ex);
 

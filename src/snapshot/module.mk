@@ -11,3 +11,18 @@ bench-snapshot-codec: $(SNAP_CODEC_BENCH)
 	$(SNAP_CODEC_BENCH) $(SNAP_BENCH_ARGS)
 
 .PHONY: bench-snapshot-codec
+
+# lttle-vmhost: the lean static VM-host process (restore, vmm-shell) that
+# `lttle restore` execs and the lttle engine starts; see its main.
+VMHOST_SRCS := src/snapshot/bin/lttle-vmhost.c cmd/lttle/cmd_restore.c cmd/lttle/cmd_vmm.c \
+	cmd/lttle/vmproc.c
+VMHOST_LIBS := -ljansson -lzstd -lseccomp -lcrypto -lpthread
+VMHOST_STATIC := $(if $(SAN),,-static)
+
+$(BUILD)/lttle-vmhost: $(VMHOST_SRCS) cmd/lttle/vmproc.h $(BUILD)/libsnapshot.a $(BUILD)/libvmm.a \
+		$(BUILD)/libutil.a
+	$(CC) $(CFLAGS) -Icmd/lttle -DLTTLE_VMHOST_BINARY $(VMHOST_STATIC) -o $@ $(VMHOST_SRCS) \
+		$(BUILD)/libsnapshot.a $(BUILD)/libvmm.a $(BUILD)/libutil.a $(VMHOST_LIBS)
+
+all: $(BUILD)/lttle-vmhost
+test-prereqs:: $(BUILD)/lttle-vmhost

@@ -671,7 +671,12 @@ static void drain_queue(struct lt_vmhost *h)
 /* Working set: the chunks the guest touched in its first record_ws_ms. */
 static void record_working_set(struct lt_vmhost *h)
 {
+	pthread_mutex_lock(&h->capture_lock);
+	bool due = h->ws_deadline != 0;
 	h->ws_deadline = 0;
+	pthread_mutex_unlock(&h->capture_lock);
+	if (!due)
+		return;
 	struct lt_snap_lazy *l = lt_vmsnap_restored_lazy(h->restored);
 	uint32_t *ids = NULL;
 	size_t n = 0;
@@ -691,12 +696,15 @@ static void *server_main(void *arg)
 	struct lt_vmhost *h = arg;
 	while (!atomic_load(&h->server_quit)) {
 		int timeout = 1000;
-		if (h->ws_deadline) {
+		pthread_mutex_lock(&h->capture_lock);
+		uint64_t due = h->ws_deadline;
+		pthread_mutex_unlock(&h->capture_lock);
+		if (due) {
 			uint64_t now = lt_now_ns();
-			if (now >= h->ws_deadline)
+			if (now >= due)
 				record_working_set(h);
 			else
-				timeout = (int)((h->ws_deadline - now) / 1000000) + 1;
+				timeout = (int)((due - now) / 1000000) + 1;
 		}
 		struct epoll_event evs[16];
 		int n = epoll_wait(h->epfd, evs, 16, timeout);
@@ -774,8 +782,13 @@ static int start_vm(struct lt_vmhost *h)
 	if (stop)
 		lt_vm_request_stop(h->vm);
 	publish_simple(h, "running");
-	if (h->was_restored && h->restored_mem == LT_VMSNAP_LAZY && h->o.record_ws_ms)
+	if (h->was_restored && h->restored_mem == LT_VMSNAP_LAZY && h->o.record_ws_ms) {
+		pthread_mutex_lock(&h->capture_lock);
 		h->ws_deadline = lt_now_ns() + h->o.record_ws_ms * 1000000ULL;
+		pthread_mutex_unlock(&h->capture_lock);
+		uint64_t one = 1; /* re-arm the server's timeout */
+		(void)!write(h->efd, &one, sizeof(one));
+	}
 	return 0;
 }
 
@@ -823,6 +836,9 @@ int lt_vmhost_run(struct lt_vmhost *h, bool shell, struct lt_vm_exit *exit)
 		}
 	}
 	lt_vm_wait(h->vm, exit);
+	/* A guest that stopped before the recording window ended: record what
+	 * it touched. */
+	record_working_set(h);
 out:;
 	pthread_mutex_lock(&h->lock);
 	h->state = H_DONE;

@@ -170,6 +170,15 @@ static void snap_mode(void)
 			continue;
 		puts("restored at ");
 		putu(counter);
+		/* "!restored WALL_NS ENTROPY": show the entropy's start. */
+		const char *e = reply + 10;
+		while (*e && *e != ' ')
+			e++;
+		char ent[17];
+		memcpy(ent, *e ? e + 1 : e, 16);
+		ent[16] = 0;
+		puts(" entropy ");
+		puts(ent);
 		puts("\n");
 		if (verify) {
 			u64 v = data_verify(mib, seed, nrand);
