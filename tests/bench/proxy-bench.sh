@@ -15,7 +15,10 @@
 # at a time between a direct and a proxied keep-alive connection, so noise
 # from other work on the machine lands on both sides alike (wrk's own p99
 # at low concurrency is printed too).
-# Also printed: the proxy's own CPU time per request, and the proxy with
+# Also printed: CPU time per request of every process (wrk, backend,
+# proxy; softirq work lands on the process that sent the packet), whose
+# direct/proxied ratio is what throughput would be when CPU-bound, free of
+# scheduling noise; the proxy's own CPU time per request; and the proxy with
 # its upstream over a unix socket -- the shape of the lttle engine, whose
 # instances are reached through the VMM's vsock UDS.
 #
@@ -32,6 +35,7 @@ CONNS=${PROXY_BENCH_CONNS:-64}
 LCONNS=${PROXY_BENCH_LAT_CONNS:-4}
 
 command -v wrk >/dev/null || { echo "proxy-bench: wrk is not installed (scripts/install-deps.sh)"; exit 1; }
+[ -x /usr/bin/time ] || { echo "proxy-bench: /usr/bin/time is not installed (Debian package time)"; exit 1; }
 [ -x "$B/proxy/lt-proxy-testd" ] && [ -x "$B/proxy/proxy_backend" ] &&
 	[ -x "$B/proxy/proxy_latency" ] ||
 	make -s -C "$ROOT" BUILD="$BUILD" proxy-tools
@@ -86,9 +90,9 @@ place() { # place isolated|shared
 	fi
 }
 
-# run PORT THREADS CONNS SECS -> "rps p50_us p99_us requests"
+# run PORT THREADS CONNS SECS -> "rps p50_us p99_us requests wrk_cpu_s"
 run_wrk() {
-	"${WRK[@]}" -t"$2" -c"$3" -d"$4"s --latency "http://127.0.0.1:$1/" 2>&1 | awk '
+	/usr/bin/time -f "%U %S" -o "$T/wrk.time" "${WRK[@]}" -t"$2" -c"$3" -d"$4"s --latency "http://127.0.0.1:$1/" 2>&1 | awk '
 		function us(v) {
 			if (v ~ /us$/) return v + 0;
 			if (v ~ /ms$/) return v * 1000;
@@ -100,7 +104,8 @@ run_wrk() {
 		/^ +99%/ { p99 = us($2) }
 		/requests in/ { n = $1 }
 		/Non-2xx|Socket errors/ { err = err $0 }
-		END { printf "%s %s %s %s\n", rps, p50, p99, n; if (err) print err > "/dev/stderr" }'
+		END { printf "%s %s %s %s ", rps, p50, p99, n; if (err) print err > "/dev/stderr" }'
+	awk '{ printf "%.3f\n", $1 + $2 }' "$T/wrk.time"
 }
 
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -117,6 +122,7 @@ for placement in isolated shared; do
 	threads=1
 	[ "$placement" = shared ] && threads=2
 	: >"$T/$placement.direct" >"$T/$placement.proxy" >"$T/$placement.pcpu" >"$T/$placement.uds"
+	: >"$T/$placement.cpu.direct" >"$T/$placement.cpu.proxy" >"$T/$placement.cpu.uds"
 	for r in $(seq "$ROUNDS"); do
 		# alternate the order so drift hits every side alike
 		order="direct proxy uds"
@@ -127,9 +133,16 @@ for placement in isolated shared; do
 			[ "$side" = proxy ] && port=$PPORT
 			[ "$side" = uds ] && port=$UPORT
 			c0=$(cpu_ticks "$PROXY")
+			b0=$(cpu_ticks "$BACK")
 			out=$(run_wrk "$port" "$threads" "$CONNS" "$SECS")
 			c1=$(cpu_ticks "$PROXY")
+			b1=$(cpu_ticks "$BACK")
 			echo "$out" | awk '{print $1}' >>"$T/$placement.$side"
+			# all processes' CPU per request, in us
+			pd=$((c1 - c0))
+			[ "$side" = direct ] && pd=0
+			echo "$out" | awk -v p=$pd -v b=$((b1 - b0)) \
+				'{ if ($4 > 0) printf "%.2f\n", ($5 * 1e6 + (p + b) * 1e4) / $4 }' >>"$T/$placement.cpu.$side"
 			if [ "$side" = proxy ]; then
 				# proxy CPU (ticks of 1/100 s) per request, in us
 				echo "$out" | awk -v d=$((c1 - c0)) '{ if ($4 > 0) printf "%.2f\n", d * 10000 / $4 }' >>"$T/$placement.pcpu"
@@ -139,6 +152,8 @@ for placement in isolated shared; do
 	R[$placement.direct]=$(median <"$T/$placement.direct")
 	R[$placement.proxy]=$(median <"$T/$placement.proxy")
 	R[$placement.pcpu]=$(median <"$T/$placement.pcpu")
+	R[$placement.cpud]=$(median <"$T/$placement.cpu.direct")
+	R[$placement.cpup]=$(median <"$T/$placement.cpu.proxy")
 done
 R[isolated.uds]=$(median <"$T/isolated.uds")
 
@@ -161,7 +176,8 @@ P99P=$(median <"$T/lat.proxy")
 P50D=$(median <"$T/lat50.direct")
 P50P=$(median <"$T/lat50.proxy")
 
-awk -v iu="${R[isolated.uds]}" -v id="${R[isolated.direct]}" -v ip="${R[isolated.proxy]}" -v ic="${R[isolated.pcpu]}" \
+awk -v cd="${R[shared.cpud]}" -v cp="${R[shared.cpup]}" -v icd="${R[isolated.cpud]}" \
+	-v icp="${R[isolated.cpup]}" -v iu="${R[isolated.uds]}" -v id="${R[isolated.direct]}" -v ip="${R[isolated.proxy]}" -v ic="${R[isolated.pcpu]}" \
 	-v sd="${R[shared.direct]}" -v sp="${R[shared.proxy]}" -v sc="${R[shared.pcpu]}" \
 	-v d50="$P50D" -v p50="$P50P" -v d99="$P99D" -v p99="$P99P" -v lc="$LCONNS" \
 	-v q50d="$Q50D" -v q90d="$Q90D" -v q99d="$Q99D" -v q999d="$Q999D" \
@@ -171,6 +187,9 @@ BEGIN {
 	printf "%-34s %12.0f %12.0f %7.1f%% %11.1f us\n", "isolated (wrk CPU1, SUT CPU0)", id, ip, 100 * ip / id, ic;
 	printf "%-34s %12.0f %12.0f %7.1f%% %11.1f us\n", "shared (all CPUs)", sd, sp, 100 * sp / sd, sc;
 	printf "%-34s %12.0f %12.0f %7.1f%%\n", "isolated, upstream over a UDS", id, iu, 100 * iu / id;
+	printf "\n%-34s %12s %12s %8s\n", "CPU per request, all processes", "direct", "proxied", "ratio";
+	printf "%-34s %9.1f us %9.1f us %7.1f%%\n", "isolated", icd, icp, 100 * icd / icp;
+	printf "%-34s %9.1f us %9.1f us %7.1f%%\n", "shared", cd, cp, 100 * cd / cp;
 	printf "\n%-34s %12s %12s %12s\n", "latency, paired probe (us)", "direct", "proxied", "added";
 	printf "%-34s %12.0f %12.0f %12.0f\n", "p50", q50d, q50p, q50p - q50d;
 	printf "%-34s %12.0f %12.0f %12.0f\n", "p90", q90d, q90p, q90p - q90d;
