@@ -3,7 +3,8 @@
  * File data goes through the block processor (parallel compression,
  * fragments, sparse and duplicate detection) as pass 2 streams it. At the
  * end the tree is serialised children-first: inode table, directory
- * table, fragment, export, id and xattr tables, then the superblock.
+ * table, fragment, id and xattr tables, then the superblock. (No NFS
+ * export table: a VM root is not exported, and it costs 8 bytes an inode.)
  */
 #include "rootfs_int.h"
 
@@ -208,14 +209,17 @@ static int sq_open(struct rf_build *b)
 	    !(w->xwr = sqfs_xattr_writer_create(0)) ||
 	    !(w->im = sqfs_meta_writer_create(file, w->cmp, 0)) ||
 	    !(w->dm = sqfs_meta_writer_create(file, w->cmp, SQFS_META_WRITER_KEEP_IN_MEMORY)) ||
-	    !(w->dirw = sqfs_dir_writer_create(w->dm, SQFS_DIR_WRITER_CREATE_EXPORT_TABLE)))
+	    !(w->dirw = sqfs_dir_writer_create(w->dm, 0)))
 		return lt_fail("squashfs: out of memory setting up the writer");
+	/* One compressor per core; a deep queue rides out files whose
+	 * blocks compress slowly (the output is written in order). */
 	unsigned nw = workers();
+	unsigned backlog = 10 * nw;
 	sqfs_block_processor_desc_t desc = {
 		.size = sizeof(desc),
 		.max_block_size = SQ_BLOCK_SIZE,
 		.num_workers = nw,
-		.max_backlog = 4 * nw,
+		.max_backlog = backlog,
 		.cmp = w->cmp,
 		.wr = w->blkwr,
 		.tbl = w->frag,
@@ -269,23 +273,28 @@ static int sq_file(struct rf_build *b, struct rf_inode *in, struct rf_data *d)
 
 /* ---- serialisation --------------------------------------------------- */
 
-static int number_fn(struct rf_build *b, struct rf_dentry *d)
+/* Numbers inodes the way squashfs packs best: every directory's
+ * children get consecutive numbers (and adjacent inode-table slots, so a
+ * directory needs few headers), subdirectories' subtrees come first, the
+ * root last. order[] collects one dentry per inode in that order. */
+static int number_dir(struct rf_build *b, struct rf_dentry *d, struct rf_dentry **order)
 {
 	struct sqw *w = b->w;
-	if (rf_is_dir(d->inode)) {
-		struct rf_dentry **kids;
-		size_t n;
-		if (rf_dir_sorted(d, &kids, &n) < 0)
+	struct rf_dentry **kids;
+	size_t n;
+	if (rf_dir_sorted(d, &kids, &n) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (rf_is_dir(kids[i]->inode) && number_dir(b, kids[i], order) < 0) {
+			free(kids);
 			return -1;
-		for (size_t i = 0; i < n; i++)
-			if (number_fn(b, kids[i]) < 0) {
-				free(kids);
-				return -1;
-			}
-		free(kids);
-	}
-	if (rf_inode_first_visit(&b->tree, d->inode))
-		d->inode->ino = w->next_ino++;
+		}
+	for (size_t i = 0; i < n; i++)
+		if (rf_inode_first_visit(&b->tree, kids[i]->inode)) {
+			order[w->next_ino - 1] = kids[i];
+			kids[i]->inode->ino = w->next_ino++;
+		}
+	free(kids);
 	return 0;
 }
 
@@ -433,25 +442,22 @@ static int write_inode(struct rf_build *b, struct rf_dentry *d, struct rf_dentry
 	return err ? sqfail(err, "writing an inode") : 0;
 }
 
-/* Children first, so every directory knows its entries' references. */
-static int serialize(struct rf_build *b, struct rf_dentry *d)
+/* In inode-number order: every directory comes after its entries, so
+ * their references are known when it is written. */
+static int serialize(struct rf_build *b, struct rf_dentry **order, uint32_t count)
 {
-	struct rf_dentry **kids = NULL;
-	size_t n = 0;
-	if (rf_is_dir(d->inode)) {
-		if (rf_dir_sorted(d, &kids, &n) < 0)
+	for (uint32_t i = 0; i < count; i++) {
+		struct rf_dentry *d = order[i];
+		struct rf_dentry **kids = NULL;
+		size_t n = 0;
+		if (rf_is_dir(d->inode) && rf_dir_sorted(d, &kids, &n) < 0)
 			return -1;
-		for (size_t i = 0; i < n; i++)
-			if (serialize(b, kids[i]) < 0) {
-				free(kids);
-				return -1;
-			}
+		int r = write_inode(b, d, kids, n);
+		free(kids);
+		if (r < 0)
+			return -1;
 	}
-	int r = 0;
-	if (rf_inode_first_visit(&b->tree, d->inode))
-		r = write_inode(b, d, kids, n);
-	free(kids);
-	return r;
+	return 0;
 }
 
 static int pad_image(struct sqw *w)
@@ -470,15 +476,26 @@ static int sq_finish(struct rf_build *b)
 	int err = sqfs_block_processor_finish(w->proc);
 	if (err)
 		return sqfail(err, "finishing data blocks");
+	struct rf_dentry **order = lt_calloc(b->stats.entries + 1, sizeof(*order));
+	if (!order)
+		return -1;
 	w->next_ino = 1;
 	rf_tree_new_walk(&b->tree);
-	if (number_fn(b, b->tree.root) < 0)
+	int r = number_dir(b, b->tree.root, order);
+	if (r == 0 && w->next_ino > b->stats.entries)
+		r = lt_fail("squashfs: internal error: %u inodes, %llu expected", w->next_ino,
+			    (unsigned long long)b->stats.entries);
+	if (r == 0) {
+		struct rf_dentry *root = b->tree.root;
+		order[w->next_ino - 1] = root;
+		root->inode->ino = w->next_ino++;
+		w->super.inode_table_start = w->file->size;
+		r = serialize(b, order, w->next_ino - 1);
+	}
+	free(order);
+	if (r < 0)
 		return -1;
 	uint32_t count = w->next_ino - 1;
-	w->super.inode_table_start = w->file->size;
-	rf_tree_new_walk(&b->tree);
-	if (serialize(b, b->tree.root) < 0)
-		return -1;
 	if ((err = sqfs_meta_writer_flush(w->im)) || (err = sqfs_meta_writer_flush(w->dm)))
 		return sqfail(err, "flushing the inode table");
 	struct rf_inode *root = b->tree.root->inode;
@@ -488,9 +505,6 @@ static int sq_finish(struct rf_build *b)
 		return sqfail(err, "writing the directory table");
 	if ((err = sqfs_frag_table_write(w->frag, file, &w->super, w->cmp)))
 		return sqfail(err, "writing the fragment table");
-	if ((err = sqfs_dir_writer_write_export_table(w->dirw, file, w->cmp, root->ino, root->ref,
-						      &w->super)))
-		return sqfail(err, "writing the export table");
 	if ((err = sqfs_id_table_write(w->ids, file, &w->super, w->cmp)))
 		return sqfail(err, "writing the id table");
 	if ((err = sqfs_xattr_writer_flush(w->xwr, file, &w->super, w->cmp)))
