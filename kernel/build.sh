@@ -29,16 +29,29 @@ die() { echo "kernel: $*" >&2; exit 1; }
 version=$(dpkg-query -W -f='${Version}' "$src_pkg" 2>/dev/null) ||
 	die "cannot read the version of $src_pkg (is it installed?)"
 
+# The inputs are copied first and the build uses only the copies: the
+# tree may be edited while a build runs, and the kernel under a key must
+# be the one its inputs describe.
+inputs=$(mktemp -d "${TMPDIR:-/tmp}/lttle-kernel-inputs.XXXXXX")
+work=""
+trap 'rm -rf "$inputs" ${work:+"$work"}' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+mkdir "$inputs/patches"
+cp "$here/config" "$here/build.sh" "$inputs/"
+cp "$here"/patches/*.diff "$inputs/patches/"
+cp "$abi" "$inputs/guest_abi.h"
+
 cache_key() {
 	{
 		echo "$src_pkg $version"
-		for f in "$here/config" "$here"/patches/*.diff "$abi" "$here/build.sh"; do
-			echo "== ${f#"$root"/}"
+		for f in config patches/*.diff guest_abi.h build.sh; do
+			echo "== $f"
 			cat "$f"
 		done
 	} | sha256sum | cut -c1-64
 }
-key=$(cache_key)
+key=$(cd "$inputs" && cache_key)
 out=$cache/$key
 
 if [ -f "$out/vmlinux" ]; then
@@ -54,8 +67,17 @@ if [ -f "$out/vmlinux" ]; then # another caller built it while we waited
 	exit 0
 fi
 
-work=$(mktemp -d "$cache/tmp.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# Leftovers of killed builds would pile up, 1.5 GB each. Ours: we hold
+# the key's lock. Others': a tmp dir whose key lock nobody holds belongs
+# to no running build.
+rm -rf "$cache/tmp.$key".*
+for d in "$cache"/tmp.*; do
+	[ -d "$d" ] || continue
+	k=${d#"$cache"/tmp.}
+	k=${k%%.*}
+	(flock -n 8 && rm -rf "$d") 8>"$cache/.lock-$k" 2>/dev/null || true
+done
+work=$(mktemp -d "$cache/tmp.$key.XXXXXX")
 # The log lives beside the cache entry so it survives a failed build.
 log=$cache/build-$key.log
 : >"$log"
@@ -68,16 +90,16 @@ unset MAKEFLAGS MAKELEVEL MFLAGS MAKEOVERRIDES
 tar -C "$work" -xf "$tarball"
 ksrc=$work/$src_pkg
 [ -d "$ksrc" ] || die "$tarball does not unpack to $src_pkg/"
-for p in "$here"/patches/*.diff; do
+for p in "$inputs"/patches/*.diff; do
 	patch -d "$ksrc" -p1 --quiet --forward <"$p" >>"$log" 2>&1 ||
-		die "patch ${p#"$root"/} does not apply (see $log)"
+		die "patch kernel/patches/${p##*/} does not apply (see $log)"
 done
 # One source of truth for the guest ABI: the header src/vmm uses.
-cp "$abi" "$ksrc/include/linux/lttle_guest_abi.h"
+cp "$inputs/guest_abi.h" "$ksrc/include/linux/lttle_guest_abi.h"
 
 kmake() { make -C "$ksrc" ARCH=x86_64 "$@" >>"$log" 2>&1; }
 kmake tinyconfig || die "make tinyconfig failed (see $log)"
-(cd "$ksrc" && ARCH=x86_64 scripts/kconfig/merge_config.sh -m .config "$here/config") >>"$log" 2>&1 ||
+(cd "$ksrc" && ARCH=x86_64 scripts/kconfig/merge_config.sh -m .config "$inputs/config") >>"$log" 2>&1 ||
 	die "merge_config.sh failed (see $log)"
 kmake olddefconfig || die "make olddefconfig failed (see $log)"
 
@@ -98,7 +120,7 @@ while IFS= read -r line; do
 			missing=1
 		fi ;;
 	esac
-done <"$here/config"
+done <"$inputs/config"
 [ $missing -eq 0 ] || die "kernel/config asks for options the kernel cannot have"
 
 kmake -j"$(nproc)" vmlinux bzImage || { tail -30 "$log" >&2; die "kernel build failed (see $log)"; }
