@@ -74,15 +74,15 @@ int cmd_restore(int argc, char **argv)
 	int serial_fd = -1, events_fd = -1, ret = 1;
 	struct lt_vmhost *h = NULL;
 	if (lt_snap_open(&s, path, NULL) < 0)
-		goto fail;
+		goto bad;
 	json = lt_snap_config(s);
 	if (!json) {
 		lt_fail("snapshot %s has no VM config section", path);
-		goto fail;
+		goto bad;
 	}
 	if (lt_vmsnap_config_decode(json, strlen(json), &sc) < 0) {
 		lt_fail_ctx("snapshot %s", path);
-		goto fail;
+		goto bad;
 	}
 	struct lt_vm_config cfg;
 	lt_vm_config_init(&cfg);
@@ -99,6 +99,11 @@ int cmd_restore(int argc, char **argv)
 		goto fail;
 	ret = vmproc_run("restore", &cfg, h, path, s, o.mem, false);
 	s = NULL; /* the host has it */
+	goto done;
+bad:
+	ret = cli_fail("restore");
+	ret = VMPROC_EXIT_BAD_SNAPSHOT;
+	lt_snap_close(s);
 	goto done;
 fail:
 	ret = cli_fail("restore");

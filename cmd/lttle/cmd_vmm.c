@@ -97,8 +97,8 @@ int cmd_vmm_shell(int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_usage("vmm-shell", "unexpected argument '%s'", argv[optind]);
-	if (!o.control)
-		return cli_usage("vmm-shell", "--control is required");
+	if (!o.control && !o.control_fd)
+		return cli_usage("vmm-shell", "--control (or --control-fd) is required");
 	if (!like && !have_mem)
 		return cli_usage("vmm-shell", "give --like SNAPSHOT or --mem MIB");
 
@@ -130,6 +130,107 @@ fail:
 done:
 	lt_vmhost_free(h);
 	lt_vmsnap_config_free(&sc);
+	if (serial_fd >= 0)
+		close(serial_fd);
+	if (events_fd >= 0)
+		close(events_fd);
+	return ret;
+}
+
+/* lttle-vmhost boot: a cold boot under the VM host, for the lttle engine
+ * (lttle run --snapshot-on is the user-facing form). Internal. */
+enum { OPT_KERNEL = 400, OPT_INITRD, OPT_CMDLINE, OPT_SNAP_ON, OPT_SNAP_OUT, OPT_KEEP,
+       OPT_RW };
+
+static const struct option boot_opts[] = {
+	VMPROC_COMMON_OPTIONS,
+	{"kernel", required_argument, 0, OPT_KERNEL},
+	{"initrd", required_argument, 0, OPT_INITRD},
+	{"cmdline", required_argument, 0, OPT_CMDLINE},
+	{"mem", required_argument, 0, OPT_MEM},
+	{"cpus", required_argument, 0, OPT_CPUS},
+	{"cpu-template", required_argument, 0, OPT_TEMPLATE},
+	{"snapshot-on", required_argument, 0, OPT_SNAP_ON},
+	{"snapshot-out", required_argument, 0, OPT_SNAP_OUT},
+	{"keep-running", no_argument, 0, OPT_KEEP},
+	{"rootfs-rw", no_argument, 0, OPT_RW},
+	{"help", no_argument, 0, OPT_HELP},
+	{0, 0, 0, 0},
+};
+
+int cmd_vmm_boot(int argc, char **argv);
+int cmd_vmm_boot(int argc, char **argv)
+{
+	struct vmproc_opts o;
+	memset(&o, 0, sizeof(o));
+	struct lt_vm_config cfg;
+	lt_vm_config_init(&cfg);
+	bool rw = false;
+	uint64_t v;
+	int c;
+	while ((c = getopt_long(argc, argv, "", boot_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL: cfg.kernel = optarg; break;
+		case OPT_INITRD: cfg.initrd = optarg; break;
+		case OPT_CMDLINE: cfg.cmdline = optarg; break;
+		case OPT_MEM:
+			if (lt_parse_u64(optarg, &v) < 0 || v < 4 || v > (1ULL << 20))
+				return cli_usage("boot", "--mem takes MiB (4..1048576)");
+			cfg.mem_bytes = v << 20;
+			break;
+		case OPT_CPUS:
+			if (lt_parse_u64(optarg, &v) < 0 || v < 1 || v > LT_VM_MAX_VCPUS)
+				return cli_usage("boot", "--cpus takes 1..%d", LT_VM_MAX_VCPUS);
+			cfg.vcpus = (int)v;
+			break;
+		case OPT_TEMPLATE:
+			if (lt_cpu_template_parse(optarg, &cfg.cpu_template) < 0)
+				return cli_usage("boot", "%s", lt_errmsg());
+			break;
+		case OPT_SNAP_ON:
+			if (lt_trigger_parse(optarg, &o.trigger) < 0)
+				return cli_usage("boot", "%s", lt_errmsg());
+			break;
+		case OPT_SNAP_OUT: o.snapshot_out = optarg; break;
+		case OPT_KEEP: o.keep_running = true; break;
+		case OPT_RW: rw = true; break;
+		case OPT_HELP:
+			printf("usage: lttle-vmhost boot --kernel K [--initrd F] [--rootfs IMG "
+			       "[--rootfs-rw]] [--cmdline S] [--mem MIB] [--cpus N] [--snapshot-on T "
+			       "[--snapshot-out F] [--keep-running]] [--vsock UDS] [--control SOCK | "
+			       "--control-fd N] [--serial-log F] [--events-log F]\n");
+			return 0;
+		default: {
+			int r = vmproc_parse_common("boot", c, optarg, &o);
+			if (r < 0)
+				return 2;
+			if (r == 0)
+				return cli_usage("boot", "bad option");
+		}
+		}
+	}
+	if (optind != argc || !cfg.kernel)
+		return cli_usage("boot", "--kernel is required, and nothing else");
+	cfg.vsock_uds = o.vsock;
+	if (o.rootfs) {
+		cfg.disks[0] = (struct lt_vm_disk){.path = o.rootfs, .read_only = !rw};
+		snprintf(cfg.disks[0].id, sizeof(cfg.disks[0].id), "lttle-rootfs");
+		cfg.ndisks = 1;
+	}
+	int serial_fd = -1, events_fd = -1, ret;
+	struct lt_vmhost *h = NULL;
+	struct lt_vmhost_opts ho;
+	if (vmproc_open_logs(&o, &cfg, &serial_fd, &events_fd) < 0)
+		goto fail;
+	vmproc_host_opts(&o, events_fd, &ho);
+	if (lt_vmhost_new(&ho, &h) < 0)
+		goto fail;
+	ret = vmproc_run("boot", &cfg, h, NULL, NULL, LT_VMSNAP_EAGER, false);
+	goto done;
+fail:
+	ret = cli_fail("boot");
+done:
+	lt_vmhost_free(h);
 	if (serial_fd >= 0)
 		close(serial_fd);
 	if (events_fd >= 0)

@@ -56,6 +56,11 @@ int vmproc_parse_common(const char *cmd, int c, const char *arg, struct vmproc_o
 	case VMPROC_OPT_SERIAL: o->serial_log = arg; return 1;
 	case VMPROC_OPT_EVENTS: o->events_log = arg; return 1;
 	case VMPROC_OPT_NO_SECCOMP: o->no_seccomp = true; return 1;
+	case VMPROC_OPT_CONTROL_FD:
+		if (lt_parse_u64(arg, &v) < 0 || v < 3 || v > 65535)
+			return cli_usage(cmd, "--control-fd takes an inherited fd >= 3"), -1;
+		o->control_fd = (int)v;
+		return 1;
 	default: return 0;
 	}
 }
@@ -110,6 +115,7 @@ void vmproc_host_opts(const struct vmproc_opts *o, int events_fd, struct lt_vmho
 {
 	memset(ho, 0, sizeof(*ho));
 	ho->control = o->control;
+	ho->control_fd = o->control_fd ? o->control_fd : -1;
 	ho->events_fd = events_fd;
 	ho->trigger = o->trigger;
 	ho->snapshot_out = o->snapshot_out;
@@ -187,8 +193,11 @@ int vmproc_run(const char *cmd, struct lt_vm_config *cfg, struct lt_vmhost *h,
 	}
 	lt_vmhost_set_vm(h, vm, !restore_path && !shell);
 	if (restore_path) {
-		if (lt_vmhost_restore(h, restore_path, s, mem) < 0)
-			goto out;
+		if (lt_vmhost_restore(h, restore_path, s, mem) < 0) {
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			cli_fail(cmd);
+			return VMPROC_EXIT_BAD_SNAPSHOT;
+		}
 	} else if (!shell && lt_vm_boot(vm) < 0) {
 		goto out;
 	}

@@ -9,6 +9,7 @@
 /* Options every VM-host process takes. */
 struct vmproc_opts {
 	const char *control, *vsock, *serial_log, *events_log;
+	int control_fd; /* --control-fd (0: none) */
 	const char *rootfs; /* restore: replaces disk 0 (same size) */
 	const char *cache_dir;
 	enum lt_vmsnap_mem mem;
@@ -24,7 +25,7 @@ struct vmproc_opts {
 enum {
 	VMPROC_OPT_MEMORY = 300, VMPROC_OPT_CACHE, VMPROC_OPT_VSOCK, VMPROC_OPT_CONTROL,
 	VMPROC_OPT_ROOTFS, VMPROC_OPT_WS, VMPROC_OPT_SERIAL, VMPROC_OPT_EVENTS,
-	VMPROC_OPT_NO_SECCOMP,
+	VMPROC_OPT_NO_SECCOMP, VMPROC_OPT_CONTROL_FD,
 };
 #define VMPROC_COMMON_OPTIONS                                                     \
 	{"memory", required_argument, 0, VMPROC_OPT_MEMORY},                      \
@@ -35,7 +36,8 @@ enum {
 	{"record-working-set", required_argument, 0, VMPROC_OPT_WS},              \
 	{"serial-log", required_argument, 0, VMPROC_OPT_SERIAL},                  \
 	{"events-log", required_argument, 0, VMPROC_OPT_EVENTS},                  \
-	{"no-seccomp", no_argument, 0, VMPROC_OPT_NO_SECCOMP}
+	{"no-seccomp", no_argument, 0, VMPROC_OPT_NO_SECCOMP},                    \
+	{"control-fd", required_argument, 0, VMPROC_OPT_CONTROL_FD}
 /* 1 if c is a common option (stored in o), 0 if not, -1 after a usage
  * message for a bad value. */
 int vmproc_parse_common(const char *cmd, int c, const char *arg, struct vmproc_opts *o);
@@ -61,6 +63,10 @@ int vmproc_run_boot(struct lt_vm_config *cfg, const struct vmproc_opts *o);
  * binary) with "sub" and the same arguments, unless LTTLE_VMM_INPROC is
  * set or it is missing. Returns only when it did not exec. */
 void vmproc_exec_lean(const char *sub, int argc, char **argv);
+/* lttle restore's exit code when the snapshot itself is unusable (bad
+ * file, checksum, version, template, VM config, shape): the engine marks
+ * the app degraded on it. */
+#define VMPROC_EXIT_BAD_SNAPSHOT 65
 /* Exit code for a VM's end, as lttle run has it. */
 int vmproc_exit_code(const char *cmd, const struct lt_vm_exit *ex);
 

@@ -468,4 +468,8 @@ int lt_http_find_host(const char *buf, size_t len, size_t max, char *host,
 struct lt_qemu_opts;
 struct lt_engine *lt_engine_qemu_new(const struct lt_qemu_opts *o);
 
+/* ==== lttle engine (src/proxy/engine_lttle.c; types in proxy/engine_lttle.h) == */
+struct lt_lttle_engine_opts;
+struct lt_engine *lt_engine_lttle_new(const struct lt_lttle_engine_opts *o);
+
 #endif

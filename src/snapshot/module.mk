@@ -26,3 +26,12 @@ $(BUILD)/lttle-vmhost: $(VMHOST_SRCS) cmd/lttle/vmproc.h $(BUILD)/libsnapshot.a 
 
 all: $(BUILD)/lttle-vmhost
 test-prereqs:: $(BUILD)/lttle-vmhost
+
+# lttle-engine-drv: pool + proxy + the lttle engine on real VMs, for the
+# engine integration test and the wake benchmark (tests/bench/wake-bench.sh).
+LE_DRV := $(BUILD)/snapshot/lttle-engine-drv
+$(LE_DRV): tests/integration/lttle_engine_drv.c $(BUILD)/libproxy.a $(BUILD)/libutil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libproxy.a $(BUILD)/libutil.a $(LDLIBS)
+
+test-prereqs:: $(LE_DRV) $(BUILD)/guest/snapguest.elf

@@ -372,6 +372,9 @@ void lt_vmsnap_restored_free(struct lt_vmsnap_restored *r);
  * ({"event": ...}) to subscribers and events_fd. */
 struct lt_vmhost_opts {
 	const char *control;     /* socket path; NULL: none */
+	int control_fd;          /* an inherited connected control socket (a
+				    client from the start, e.g. a socketpair
+				    end from the engine); -1: none */
 	int events_fd;           /* JSON event lines also go here; -1: none */
 	struct lt_trigger trigger; /* NONE: no trigger */
 	const char *snapshot_out;  /* capture there when the trigger fires;

@@ -229,6 +229,8 @@ int lt_vmhost_new(const struct lt_vmhost_opts *o, struct lt_vmhost **out)
 		return -1;
 	h->o = *o;
 	h->listen_fd = h->efd = h->epfd = -1;
+	if (!o->control_fd)
+		h->o.control_fd = -1; /* a zeroed opts struct means none */
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->capture_lock, NULL);
 	pthread_mutex_init(&h->qlock, NULL);
@@ -755,6 +757,23 @@ static int server_start(struct lt_vmhost *h)
 		ev.data.fd = h->listen_fd;
 		if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->listen_fd, &ev) < 0)
 			return lt_fail_errno("epoll_ctl");
+	}
+	if (h->o.control_fd >= 0) {
+		struct client *k = lt_calloc(1, sizeof(*k));
+		int fl = fcntl(h->o.control_fd, F_GETFL);
+		if (!k || fl < 0 || fcntl(h->o.control_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+			free(k);
+			return lt_fail_errno("control fd %d", h->o.control_fd);
+		}
+		fcntl(h->o.control_fd, F_SETFD, FD_CLOEXEC);
+		k->fd = h->o.control_fd;
+		ev.data.fd = k->fd;
+		if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, k->fd, &ev) < 0) {
+			free(k);
+			return lt_fail_errno("epoll_ctl");
+		}
+		h->cl[0] = k;
+		h->o.control_fd = -1; /* the client owns it now */
 	}
 	/* The server never takes the VM's kick signal. */
 	sigset_t all, old;

@@ -4,13 +4,16 @@
  * util, jansson, zstd and libseccomp, so a restore in a fresh process
  * does not pay for loading the CLI's dozens of shared libraries.
  *   lttle-vmhost restore SNAPSHOT [OPTIONS]     as `lttle restore`
- *   lttle-vmhost vmm-shell --control SOCK ...   as `lttle vmm-shell` */
+ *   lttle-vmhost vmm-shell --control SOCK ...   as `lttle vmm-shell`
+ *   lttle-vmhost boot --kernel K ...            a cold boot (the engine's) */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+
+int cmd_vmm_boot(int argc, char **argv);
 
 int cli_fail(const char *cmd)
 {
@@ -45,7 +48,7 @@ int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
-		fprintf(stderr, "usage: lttle-vmhost restore|vmm-shell [OPTIONS]\n");
+		fprintf(stderr, "usage: lttle-vmhost restore|vmm-shell|boot [OPTIONS]\n");
 		return 2;
 	}
 	cli_reset_getopt();
@@ -53,6 +56,8 @@ int main(int argc, char **argv)
 		return cmd_restore(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "vmm-shell"))
 		return cmd_vmm_shell(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "boot"))
+		return cmd_vmm_boot(argc - 1, argv + 1);
 	fprintf(stderr, "lttle-vmhost: unknown command '%s'\n", argv[1]);
 	return 2;
 }
