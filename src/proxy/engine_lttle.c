@@ -122,7 +122,8 @@ struct lvm {
 	void *start_arg;
 	lt_engine_done stop_done; /* stop pending */
 	void *stop_arg;
-	bool stopping, at_trigger, freed_by_engine;
+	bool stopping, at_trigger;
+	bool orphan; /* nobody refers to it: free when its process is gone */
 	int pid, pidfd, cfd;
 	struct lt_watch pidw, cw;
 	bool pidw_on, cw_on;
@@ -555,8 +556,13 @@ static void vm_gone(struct lvm *vm, const char *why, bool bad)
 		vm_free(vm);
 		return;
 	}
-	if (was == L_SHELL && !vm->inst) {
-		vm_free(vm); /* a dead shell: the pool never hears of it again */
+	if (!vm->inst && vm->orphan) {
+		vm_free(vm);
+		return;
+	}
+	if (!vm->inst) {
+		/* A dead shell stays until the pool hands it to restore (which
+		 * then starts a fresh process) or to shell_destroy. */
 		return;
 	}
 	if (vm->inst && was == L_LIVE)
@@ -725,7 +731,7 @@ static void restore_reply(struct lvm *vm, json_t *r, const char *err, void *arg)
 		if (vm->inst)
 			lt_instance_set_engine_data(vm->inst, NULL);
 		vm->inst = NULL;
-		vm->state = L_SHELL;
+		vm->orphan = true;
 	} else if (!err && vm->start_done) {
 		start_complete(vm, 0, NULL, false);
 	}
@@ -741,12 +747,13 @@ static int le_restore(struct lt_engine *pe, struct lt_instance *inst,
 			pe->ops->shell_destroy(pe, shell);
 		return lt_fail("lttle engine: app %s has no snapshot", app->name);
 	}
+	if (shell && (((struct lvm *)shell)->state != L_SHELL || ((struct lvm *)shell)->cfd < 0)) {
+		/* The shell died while it waited: restore in a fresh process. */
+		vm_free((struct lvm *)shell);
+		shell = NULL;
+	}
 	if (shell) {
 		struct lvm *vm = (struct lvm *)shell;
-		if (vm->state != L_SHELL || vm->cfd < 0) {
-			pe->ops->shell_destroy(pe, shell);
-			return lt_fail("lttle engine: the shell is gone");
-		}
 		json_t *o = json_pack("{s:s,s:s,s:s}", "cmd", "restore", "path", app->snapshot,
 				      "memory", e->memory);
 		vm->state = L_STARTING;
