@@ -343,6 +343,7 @@ static void head_readable(struct lt_watch *w, uint32_t events)
 {
 	struct pconn *c = list_entry(w, struct pconn, w);
 	size_t max = c->px->cfg.http_head_max;
+	bool eof = false;
 	(void)events;
 	for (;;) {
 		ssize_t n = read(c->fd, c->head + c->head_len, max - c->head_len);
@@ -354,9 +355,11 @@ static void head_readable(struct lt_watch *w, uint32_t events)
 			pconn_free(c);
 			return;
 		}
-		if (n == 0) { /* closed before sending a whole head */
-			pconn_free(c);
-			return;
+		if (n == 0) {
+			/* a client may send its request and half-close at once;
+			 * EOF stays readable for the forwarder */
+			eof = true;
+			break;
 		}
 		c->head_len += (size_t)n;
 		if (c->head_len == max)
@@ -366,8 +369,11 @@ static void head_readable(struct lt_watch *w, uint32_t events)
 	size_t hl = 0;
 	int status = 0;
 	int rc = lt_http_find_host(c->head, c->head_len, max, host, sizeof(host), &hl, &status);
-	if (rc == 0)
+	if (rc == 0) {
+		if (eof) /* closed before sending a whole head */
+			pconn_free(c);
 		return;
+	}
 	if (rc < 0) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", lt_errmsg());
