@@ -35,3 +35,14 @@ $(LE_DRV): tests/integration/lttle_engine_drv.c $(BUILD)/libproxy.a $(BUILD)/lib
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libproxy.a $(BUILD)/libutil.a $(LDLIBS)
 
 test-prereqs:: $(LE_DRV) $(BUILD)/guest/snapguest.elf
+
+# make bench-snapshot: capture/restore of a real VM (tests/bench/snapshot-bench.sh).
+bench-snapshot: $(BUILD)/lttle $(BUILD)/lttle-vmhost $(BUILD)/guest/snapguest.elf
+	BUILD=$(BUILD) bash tests/bench/snapshot-bench.sh
+.PHONY: bench-snapshot
+
+# make bench-wake: the lttle engine's wake tiers and density
+# (tests/bench/wake-bench.sh; WAKES=N, COLD_WAKES=N).
+bench-wake: $(BUILD)/lttle $(BUILD)/lttle-vmhost $(BUILD)/guest/snapguest.elf $(LE_DRV)
+	BUILD=$(BUILD) bash tests/bench/wake-bench.sh
+.PHONY: bench-wake

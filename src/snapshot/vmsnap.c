@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "snapshot/snapshot.h"
@@ -167,6 +168,10 @@ static int restore_memory(struct lt_vm *vm, struct lt_snap *s, const struct lt_v
 					       .size = mr[i].size};
 	switch (o->mem) {
 	case LT_VMSNAP_EAGER:
+		/* Fresh anonymous memory about to be written in bulk: huge pages
+		 * turn ~10k page faults per 40 MiB into ~20. Advisory only. */
+		for (size_t i = 0; i < n; i++)
+			(void)madvise(t[i].host, t[i].size, MADV_HUGEPAGE);
 		return lt_snap_restore_eager(s, t, n, o->threads);
 	case LT_VMSNAP_LAZY: {
 		struct lt_snap_lazy_opts lo = {
