@@ -24,7 +24,8 @@ assert_eq 4194304 "$(metric lttle_bytes_out_total echo)" "bytes out"
 log "idle -> paused; the next connection resumes it"
 wait_until 5 grep -q "app=echo state=paused" "$STATE" || fail "instance never paused: $(instances echo)"
 pid=$(instances echo | awk '{print $4}')
-grep -q "^State:.*T (stopped)" "/proc/$pid/status" || fail "backend $pid is not stopped while paused"
+stopped() { grep -q "^State:.*T (stopped)" "/proc/$pid/status"; }
+wait_until 2 stopped || fail "backend $pid is not stopped while paused"
 out=$(client echo "$P" 1000) || fail "echo after pause: $out"
 assert_eq "echo ok 1000" "$out" "echo after pause"
 wait_until 2 metric_is lttle_resumes_total echo 1 || fail "resume not counted"

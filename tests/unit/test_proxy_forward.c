@@ -313,7 +313,7 @@ static void test_half_close(void **state)
 static void test_bounded_buffer_and_stall(void **state)
 {
 	(void)state;
-	lim.stall_timeout = LT_MS(300);
+	lim.stall_timeout = LT_MS(800);
 	reconfigure();
 	int c_ext, c_in, u_ext, u_in;
 	int bs = 32768;
@@ -437,7 +437,7 @@ static void test_client_reset_while_upstream_silent(void **state)
 static void test_idle_timeout(void **state)
 {
 	(void)state;
-	lim.idle_timeout = LT_MS(200);
+	lim.idle_timeout = LT_MS(500);
 	reconfigure();
 	int c_ext, c_in, u_ext, u_in;
 	tcp_pair(&c_ext, &c_in, 0);
@@ -455,7 +455,7 @@ static void test_idle_timeout(void **state)
 	assert_false(atomic_load(&d.done));
 	run_until(&d.done, 2000);
 	assert_string_equal(d.why, "idle timeout");
-	assert_true(lt_now_ns() - t0 >= LT_MS(600));
+	assert_true(lt_now_ns() - t0 >= LT_MS(900));
 	close(c_ext);
 	close(u_ext);
 }

@@ -343,7 +343,7 @@ static void test_connection_limit_pauses_accepts(void **state)
 	px = lt_proxy_new(loop, pool, &cfg);
 	struct lt_app *a = app("lim");
 	struct lt_listener *l = lt_proxy_listen_tcp(px, "127.0.0.1:0", a, 7);
-	struct client first = {.port = lt_listener_port(l), .send = "1", .timeout_ms = 800};
+	struct client first = {.port = lt_listener_port(l), .send = "1", .timeout_ms = 1500};
 	pthread_t th;
 	pthread_create(&th, NULL, client_fn, &first);
 	uint64_t end = lt_now_ns() + LT_SEC(2);
