@@ -297,7 +297,7 @@ const struct lt_policy *lt_app_policy(const struct lt_app *a);
 const char *lt_app_degraded(const struct lt_app *a);
 
 struct lt_app_stats {
-	uint64_t connections;   /* acquire calls accepted */
+	uint64_t connections;   /* acquire calls while the app was serving */
 	uint64_t served;        /* connections handed an instance fd */
 	uint64_t refused;       /* all refusals, queue timeouts included */
 	uint64_t queue_timeouts;
