@@ -25,8 +25,11 @@ extern int in_user;
 void halt_forever(void) __attribute__((noreturn));
 /* sti; hlt forever (ring 0 only): idle, not halted for good. */
 void idle_forever(void) __attribute__((noreturn));
-/* Drops to ring 3 (IOPL 3): user pages, GDT and TSS set up first. */
+/* Drops to ring 3 (IOPL 3): user pages, GDT and TSS set up first. The
+ * first 128 MiB (go_user) or `mib` MiB (<= 1024) of RAM, the virtio window
+ * and RAM above 4 GiB become user-accessible; ring 3 faults elsewhere. */
 void go_user(void);
+void go_user_mib(u64 mib);
 
 void *memset(void *d, int c, u64 n);
 void *memcpy(void *d, const void *s, u64 n);
