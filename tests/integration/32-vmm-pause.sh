@@ -21,7 +21,7 @@ ctl, serial = sys.argv[1], sys.argv[2]
 
 def counts():
     try:
-        return [int(x) for x in re.findall(r"^count (\d+)$", open(serial).read(), re.M)]
+        return [int(x) for x in re.findall(r"^count (\d+)\n", open(serial).read(), re.M)]
     except FileNotFoundError:
         return []
 
