@@ -693,6 +693,36 @@ static int ext4_open(struct rf_build *b)
 	return number_inodes(b, w, lpf);
 }
 
+/* Per-group inode counts and the unused-inode watermark. (The library's
+ * ext2fs_calculate_summary_stats() in e2fsprogs 1.47.0 gets the watermark
+ * wrong for a group whose last inode is in use: it reports the whole
+ * table unused, which e2fsck rejects.) */
+static void inode_summary(ext2_filsys fs)
+{
+	uint32_t ipg = fs->super->s_inodes_per_group;
+	uint64_t total_free = 0;
+	for (dgrp_t g = 0; g < fs->group_desc_count; g++) {
+		uint32_t used = 0, last = 0;
+		for (uint32_t i = 1; i <= ipg; i++) {
+			if (ext2fs_test_inode_bitmap2(fs->inode_map, (ext2_ino_t)g * ipg + i)) {
+				used++;
+				last = i;
+			}
+		}
+		ext2fs_bg_free_inodes_count_set(fs, g, ipg - used);
+		total_free += ipg - used;
+		if (used) {
+			ext2fs_bg_flags_clear(fs, g, EXT2_BG_INODE_UNINIT);
+			ext2fs_bg_itable_unused_set(fs, g, ipg - last);
+		} else {
+			ext2fs_bg_flags_set(fs, g, EXT2_BG_INODE_UNINIT);
+			ext2fs_bg_itable_unused_set(fs, g, ipg);
+		}
+		ext2fs_group_desc_csum_set(fs, g);
+	}
+	fs->super->s_free_inodes_count = (__u32)total_free;
+}
+
 static int ext4_finish(struct rf_build *b)
 {
 	struct ext4w *w = b->w;
@@ -714,6 +744,7 @@ static int ext4_finish(struct rf_build *b)
 	}
 	if ((err = ext2fs_calculate_summary_stats(fs, 0)))
 		return e2fail(err, "computing summary counts");
+	inode_summary(fs);
 	ext2fs_mark_super_dirty(fs);
 	uint64_t size = ext2fs_blocks_count(fs->super) * BS;
 	err = ext2fs_close2(fs, EXT2_FLAG_FLUSH_NO_SYNC);

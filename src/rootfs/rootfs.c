@@ -385,9 +385,11 @@ int rootfs_build(const struct rootfs_spec *spec, const char *out_path, struct ro
 	bool opened = false;
 	int rc = -1;
 
+	uint64_t t0 = lt_now_ns();
 	for (unsigned i = 0; i < spec->n_layers; i++)
 		if (scan_layer(&b, i) < 0)
 			goto done;
+	uint64_t t1 = lt_now_ns();
 	if (add_injects(&b) < 0 || derive_identity(&b) < 0 || make_plan(&b, &plan) < 0)
 		goto done;
 	if (lt_atomic_open(&out, out_path, 0644) < 0)
@@ -398,17 +400,27 @@ int rootfs_build(const struct rootfs_spec *spec, const char *out_path, struct ro
 	b.stats.entries = plan.inodes;
 	if (ops->open(&b) < 0)
 		goto done;
+	uint64_t t2 = lt_now_ns();
 	for (unsigned i = 0; i < spec->n_layers; i++)
 		if (write_layer(&b, ops, &plan, i) < 0)
 			goto done;
-	if (write_injects(&b, ops, &plan) < 0 || ops->finish(&b) < 0)
+	if (write_injects(&b, ops, &plan) < 0)
+		goto done;
+	uint64_t t3 = lt_now_ns();
+	if (ops->finish(&b) < 0)
 		goto done;
 	ops->close(&b);
+	uint64_t t4 = lt_now_ns();
 	if (lt_atomic_commit(&out) < 0) {
 		opened = false;
 		goto done;
 	}
 	opened = false;
+	lt_debug("rootfs %s: scan %.2fs, open %.2fs, data %.2fs, tree %.2fs, sync %.2fs; "
+		 "%llu entries, %zu KiB of metadata", rootfs_format_name(spec->format),
+		 (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9, (double)(t3 - t2) / 1e9,
+		 (double)(t4 - t3) / 1e9, (double)(lt_now_ns() - t4) / 1e9,
+		 (unsigned long long)b.stats.entries, b.tree.arena.used >> 10);
 	if (stats)
 		*stats = b.stats;
 	rc = 0;

@@ -54,6 +54,7 @@ struct sqw {
 	uint32_t next_ino;
 	uint8_t *zeros;
 	bool warned_xattr;
+	bool finished; /* the block processor has been drained */
 };
 
 static const char *sqerr(int err)
@@ -245,17 +246,12 @@ static int feed_zeros(struct sqw *w, uint64_t n)
 	return 0;
 }
 
-static int sq_file(struct rf_build *b, struct rf_inode *in, struct rf_data *d)
+static int feed_file(struct sqw *w, struct rf_inode *in, struct rf_data *d)
 {
-	struct sqw *w = b->w;
-	int err = sqfs_block_processor_begin_file(w->proc, (sqfs_inode_generic_t **)&in->wdata,
-						  NULL, 0);
-	if (err)
-		return sqfail(err, "starting a file");
 	const void *buf;
 	size_t len;
 	uint64_t off, pos = 0;
-	int r;
+	int r, err;
 	while ((r = d->next(d, &buf, &len, &off)) > 0) {
 		if (off > pos && feed_zeros(w, off - pos) < 0)
 			return -1;
@@ -265,7 +261,23 @@ static int sq_file(struct rf_build *b, struct rf_inode *in, struct rf_data *d)
 	}
 	if (r < 0 || feed_zeros(w, in->size - pos) < 0)
 		return -1;
-	if ((err = sqfs_block_processor_end_file(w->proc)))
+	return 0;
+}
+
+static int sq_file(struct rf_build *b, struct rf_inode *in, struct rf_data *d)
+{
+	struct sqw *w = b->w;
+	int err = sqfs_block_processor_begin_file(w->proc, (sqfs_inode_generic_t **)&in->wdata,
+						  NULL, 0);
+	if (err)
+		return sqfail(err, "starting a file");
+	/* end_file even on failure: the processor must not be torn down
+	 * in the middle of a file (it would leak the blocks in flight). */
+	int r = feed_file(w, in, d);
+	err = sqfs_block_processor_end_file(w->proc);
+	if (r < 0)
+		return -1;
+	if (err)
 		return sqfail(err, "finishing a file");
 	in->written = 1;
 	return 0;
@@ -474,6 +486,7 @@ static int sq_finish(struct rf_build *b)
 	struct sqw *w = b->w;
 	sqfs_file_t *file = &w->file->base;
 	int err = sqfs_block_processor_finish(w->proc);
+	w->finished = true;
 	if (err)
 		return sqfail(err, "finishing data blocks");
 	struct rf_dentry **order = lt_calloc(b->stats.entries + 1, sizeof(*order));
@@ -535,7 +548,11 @@ static void sq_close(struct rf_build *b)
 	struct sqw *w = b->w;
 	if (!w)
 		return;
-	/* The processor may still hold pointers to file inodes. */
+	/* After a failure, drain the blocks still in flight first (1.2
+	 * leaks them otherwise); the processor may still hold pointers to
+	 * file inodes, so it goes before them. */
+	if (w->proc && !w->finished)
+		sqfs_block_processor_finish(w->proc);
 	sqfs_destroy(w->proc);
 	if (b->tree.root)
 		rf_tree_walk(&b->tree, free_wdata, NULL);

@@ -336,6 +336,37 @@ static void test_big_dir_and_long_names(void **state)
 	}
 }
 
+/* Enough inodes to fill whole block groups (the last inode of a group in
+ * use) and many groups: the group summaries must still add up. */
+static void test_many_inodes(void **state)
+{
+	(void)state;
+	rt_need_tools();
+	struct lt_buf spec = {0};
+	lt_buf_printf(&spec, "[");
+	for (int i = 0; i < 24000; i++)
+		lt_buf_printf(&spec, "%s{\"path\":\"d%02d/f%05d\",\"content\":\"%d\"}", i ? "," : "",
+			      i % 40, i, i % 7);
+	lt_buf_printf(&spec, "]");
+	lt_buf_cstr(&spec);
+	const char *l1 = rt_layer("l1.tar", (const char *)spec.data);
+	lt_buf_free(&spec);
+	const char *layers[] = {l1};
+	const char *img = rt_path("img.ext4");
+	struct rootfs_stats st;
+	/* 256 MiB: two block groups, the first one's inode table full */
+	assert_int_equal(rt_build_ex(ROOTFS_EXT4, img, layers, 1, NULL, 0, 256u << 20, &st), 0);
+	assert_int_equal(st.entries, 24000 + 40 + 2);
+	rt_check_fs(ROOTFS_EXT4, img);
+	int status;
+	char *o = rt_runf(&status, "dumpe2fs %s 2>/dev/null | grep -c '^Group '", img);
+	assert_true(atoi(o) >= 2);
+	free(o);
+	o = rt_runf(&status, "debugfs -R 'cat /d39/f23999' %s 2>/dev/null", img);
+	assert_string_equal(o, "3"); /* 23999 % 7 */
+	free(o);
+}
+
 /* Explicit sizes: honoured when the content fits, a clear error (and no
  * file) when it does not. Auto-size leaves headroom. */
 static void test_ext4_sizes(void **state)
@@ -440,6 +471,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_injects, rt_setup, rt_teardown),
 		cmocka_unit_test_setup_teardown(test_big_dir_and_long_names, rt_setup, rt_teardown),
 		cmocka_unit_test_setup_teardown(test_ext4_sizes, rt_setup, rt_teardown),
+		cmocka_unit_test_setup_teardown(test_many_inodes, rt_setup, rt_teardown),
 		cmocka_unit_test_setup_teardown(test_reproducible, rt_setup, rt_teardown),
 		cmocka_unit_test_setup_teardown(test_no_layers, rt_setup, rt_teardown),
 	};

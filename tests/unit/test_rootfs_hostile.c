@@ -88,6 +88,11 @@ static const struct hostile cases[] = {
 	 {"[{\"path\":\"f\",\"content\":\"x\",\"xattrs\":{\"user.big\":\"hex:"
 	  "%BIG%\"}}]"},
 	 {"layer 1 (", "'f'", "xattrs larger than 3600 bytes"}},
+	{"sparse-outside",
+	 {"[{\"path\":\"a\",\"content\":\"x\"},"
+	  "{\"path\":\"sp\",\"type\":\"sparse\",\"size\":700000,"
+	  "\"data\":[[0,\"%HUGE%\"],[800000,\"y\"]]}]"},
+	 {"layer 1 (", "'sp'", "data outside the declared size"}},
 	{"xattr-many", {"%MANY%"}, {"layer 1 (", "'f'", "more than 64 xattrs"}},
 	{"too-deep", {"%DEEP%"}, {"layer 1 (", "deeper than 512 levels"}},
 	{"name-too-long", {"%LONGNAME%"}, {"layer 1 (", "longer than 255 bytes"}},
@@ -113,12 +118,14 @@ static char *expand(const char *spec)
 			lt_buf_printf(&b, "n");
 		lt_buf_printf(&b, "\",\"content\":\"x\"}]");
 	} else {
-		const char *big = strstr(spec, "%BIG%");
-		if (big) {
-			lt_buf_append(&b, spec, (size_t)(big - spec));
-			for (int i = 0; i < 4000; i++)
+		const char *big = strstr(spec, "%BIG%"), *huge = strstr(spec, "%HUGE%");
+		if (big || huge) {
+			/* 8000 or 600000 bytes of text */
+			const char *at = big ? big : huge;
+			lt_buf_append(&b, spec, (size_t)(at - spec));
+			for (int i = 0; i < (big ? 4000 : 300000); i++)
 				lt_buf_printf(&b, "ab");
-			lt_buf_printf(&b, "%s", big + 5);
+			lt_buf_printf(&b, "%s", at + (big ? 5 : 6));
 		} else {
 			lt_buf_printf(&b, "%s", spec);
 		}
