@@ -473,6 +473,11 @@ struct qengine {
 	uint64_t quit_timeout;
 	int zstd_level;
 	bool raw_cache;
+	uint64_t shell_defer;    /* shells start this long after the last restore */
+	uint32_t restoring;      /* VMs loading a snapshot right now */
+	uint64_t last_restore;   /* when the last one finished */
+	struct qop *shells_waiting; /* shell_create ops not spawned yet */
+	struct lt_timer shell_t;
 	uint64_t seq;
 	struct qvm *vms;      /* every VM not yet destroyed */
 	struct qop *delivering; /* completions armed but not yet delivered */
@@ -492,6 +497,9 @@ struct qop {
 	struct qop *dnext, **dprev;
 	struct lt_engine_result res;
 	char msg[QE_REASON_MAX];
+	/* shell_create waiting for restores to finish */
+	void *cfg;
+	char label[96];
 	/* connect */
 	struct qvm *vm;
 	struct qop *cnext;
@@ -653,6 +661,16 @@ static void log_tail(const char *path, char *out, size_t cap)
 			line = buf + i + 1;
 			break;
 		}
+	/* A panic's own line says more than whatever followed it. */
+	char *panic = NULL;
+	for (char *p = strstr(buf, "Kernel panic"); p; p = strstr(p + 1, "Kernel panic"))
+		panic = p;
+	if (panic) {
+		while (panic > buf && panic[-1] != '\n')
+			panic--;
+		line = panic;
+		line[strcspn(line, "\n")] = 0;
+	}
 	size_t j = 0;
 	for (char *p = line; *p && j + 1 < cap; p++)
 		out[j++] = ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f) ? *p : '?';
@@ -962,6 +980,25 @@ static int job_start(struct qjob *j)
 	return 0;
 }
 
+static void shells_kick(struct qengine *e);
+
+/* Every state change goes through here: restores in flight hold back the
+ * spawning of new shells (on a small host a QEMU starting up takes the
+ * CPU a restoring guest needs). */
+static void vm_set_state(struct qvm *vm, enum vm_state st)
+{
+	struct qengine *e = vm->e;
+	if (vm->state == st)
+		return;
+	if (st == V_RESTORE)
+		e->restoring++;
+	if (vm->state == V_RESTORE && e->restoring && --e->restoring == 0) {
+		e->last_restore = lt_clock_now(e->clock);
+		shells_kick(e);
+	}
+	vm->state = st;
+}
+
 /* The VM no longer waits for its job: a running one is told to drop its
  * output and frees itself when it posts; one never started goes now. */
 static void job_detach(struct qvm *vm)
@@ -1002,7 +1039,7 @@ static void vm_set_inst(struct qvm *vm, struct lt_instance *inst)
 static void vm_teardown(struct qvm *vm)
 {
 	vm_set_inst(vm, NULL);
-	vm->state = V_DETACHED;
+	vm_set_state(vm, V_DETACHED);
 	job_detach(vm);
 	if (vm->reaped)
 		vm_destroy(vm);
@@ -1103,6 +1140,7 @@ static void on_serial(struct lt_watch *w, uint32_t events)
 static void vm_destroy(struct qvm *vm)
 {
 	struct qengine *e = vm->e;
+	vm_set_state(vm, V_DETACHED);
 	*vm->pprev = vm->next;
 	if (vm->next)
 		vm->next->pprev = vm->pprev;
@@ -1251,7 +1289,7 @@ static void vm_on_exit(struct qvm *vm)
 		}
 		while (vm->conns)
 			conn_finish(vm->conns, -1, vm->reason);
-		vm->state = V_STOP; /* only stop is left to do */
+		vm_set_state(vm, V_STOP); /* only stop is left to do */
 		/* Last: the pool usually calls stop right here, which frees vm. */
 		lt_instance_exited(vm->inst, vm->reason);
 		return;
@@ -1300,7 +1338,7 @@ static void maybe_boot_done(struct qvm *vm)
 {
 	if (vm->state != V_BOOT || !vm->triggered || !vm->qmp_ok || !vm->start)
 		return;
-	vm->state = V_LIVE;
+	vm_set_state(vm, V_LIVE);
 	struct qop *op = vm->start;
 	vm->start = NULL;
 	lt_info("qemu %s: booted and triggered", vm->label);
@@ -1400,7 +1438,7 @@ static void on_caps(void *arg, json_t *ret, const char *err)
 		maybe_boot_done(vm);
 		break;
 	case V_SHELL_INIT: {
-		vm->state = V_SHELL;
+		vm_set_state(vm, V_SHELL);
 		struct qop *op = vm->start;
 		vm->start = NULL;
 		op->res.shell = (struct lt_shell *)vm;
@@ -1643,7 +1681,8 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 		return NULL;
 	vm->e = e;
 	vm->cfg = cfg;
-	vm->state = state;
+	vm->state = V_DETACHED;
+	vm_set_state(vm, state);
 	vm->pidfd = vm->trig_fd = vm->snap_fd = vm->raw_fd = vm->ser_fd = vm->ser_log = -1;
 	lt_timer_init(&vm->kill_t, kill_fired);
 	vm->next = e->vms;
@@ -1760,7 +1799,7 @@ fail_running:
 	{
 		char msg[256];
 		snprintf(msg, sizeof(msg), "%s", lt_errmsg());
-		vm->state = V_DETACHED;
+		vm_set_state(vm, V_DETACHED);
 		vm_kill(vm, SIGKILL);
 		lt_fail("%s", msg);
 		return NULL;
@@ -1806,6 +1845,35 @@ static int qe_boot(struct lt_engine *pe, struct lt_instance *inst, const struct 
 	return 0;
 }
 
+static void shell_spawn(struct qop *op)
+{
+	struct qvm *vm = vm_spawn(op->e, op->cfg, op->label, true, V_SHELL_INIT);
+	if (!vm) {
+		op_finish(op, -1, lt_errmsg());
+		return;
+	}
+	vm->start = op;
+}
+
+static void shells_fired(struct lt_timer *t)
+{
+	struct qengine *e = (struct qengine *)((char *)t - offsetof(struct qengine, shell_t));
+	if (e->restoring)
+		return; /* kicked again when the last restore ends */
+	while (e->shells_waiting) {
+		struct qop *op = e->shells_waiting;
+		e->shells_waiting = op->cnext;
+		shell_spawn(op);
+	}
+}
+
+static void shells_kick(struct qengine *e)
+{
+	if (!e->shells_waiting || e->restoring)
+		return;
+	lt_timer_arm(e->clock, &e->shell_t, e->last_restore + e->shell_defer);
+}
+
 static int qe_shell_create(struct lt_engine *pe, const struct lt_app_spec *app,
 			   lt_engine_done done, void *arg)
 {
@@ -1815,14 +1883,24 @@ static int qe_shell_create(struct lt_engine *pe, const struct lt_app_spec *app,
 	struct qop *op = op_new(e, OP_SHELL, done, arg);
 	if (!op)
 		return -1;
-	char label[96];
-	snprintf(label, sizeof(label), "%s-shell", app->name);
-	struct qvm *vm = vm_spawn(e, app->engine_cfg, label, true, V_SHELL_INIT);
-	if (!vm) {
-		free(op);
-		return -1;
+	op->cfg = app->engine_cfg;
+	snprintf(op->label, sizeof(op->label), "%.80s-shell", app->name);
+	uint64_t now = lt_clock_now(e->clock);
+	if (!e->restoring && now >= e->last_restore + e->shell_defer) {
+		struct qvm *vm = vm_spawn(e, op->cfg, op->label, true, V_SHELL_INIT);
+		if (!vm) {
+			free(op);
+			return -1;
+		}
+		vm->start = op;
+		return 0;
 	}
-	vm->start = op;
+	/* A restore is running (or just ended): start the shell after it. */
+	struct qop **pp = &e->shells_waiting;
+	while (*pp)
+		pp = &(*pp)->cnext;
+	*pp = op;
+	shells_kick(e);
 	return 0;
 }
 
@@ -1940,7 +2018,7 @@ static int qe_restore(struct lt_engine *pe, struct lt_instance *inst,
 			goto fail;
 		}
 	}
-	vm->state = V_RESTORE;
+	vm_set_state(vm, V_RESTORE);
 	vm->start = op;
 	vm->mig_done = false;
 	vm->t_op = lt_now_ns();
@@ -2067,7 +2145,7 @@ static void on_restore_cont(void *arg, json_t *ret, const char *err)
 		vm_fail_start(vm, msg, false);
 		return;
 	}
-	vm->state = V_LIVE;
+	vm_set_state(vm, V_LIVE);
 	vm->paused = false;
 	memcpy(vm->listening, vm->meta.listening, sizeof(vm->listening));
 	vm->nlistening = vm->meta.nlistening;
@@ -2482,7 +2560,7 @@ static int qe_stop(struct lt_engine *pe, struct lt_instance *inst, lt_engine_don
 		return -1;
 	vm_fail_ops(vm, "instance stopped");
 	vm->stopop = op;
-	vm->state = V_STOP;
+	vm_set_state(vm, V_STOP);
 	if (vm->reaped) {
 		vm_finish_stop(vm);
 		return 0;
@@ -2626,6 +2704,7 @@ struct lt_engine *lt_engine_qemu_new(const struct lt_qemu_opts *o)
 	e->quit_timeout = o->quit_timeout ? o->quit_timeout : LT_SEC(3);
 	e->zstd_level = o->zstd_level ? o->zstd_level : 3;
 	e->raw_cache = !o->no_raw_cache;
+	lt_timer_init(&e->shell_t, shells_fired);
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
 	if (!e->run_dir || !e->qemu) {
@@ -2644,6 +2723,9 @@ struct lt_engine *lt_engine_qemu_new(const struct lt_qemu_opts *o)
 		snprintf(e->accel_why, sizeof(e->accel_why), "tcg: requested");
 		break;
 	}
+	/* Under TCG a restored guest spends its first ~100-200 ms retranslating
+	 * code: keep the CPU for it. */
+	e->shell_defer = o->shell_defer ? o->shell_defer : e->kvm ? LT_MS(20) : LT_MS(300);
 	return &e->pub;
 }
 
@@ -2672,6 +2754,12 @@ void lt_engine_qemu_free(struct lt_engine *pe)
 		free(vm->stopop);
 		vm->start = vm->ctl = vm->stopop = NULL;
 		vm_destroy(vm);
+	}
+	lt_timer_cancel(e->clock, &e->shell_t);
+	while (e->shells_waiting) {
+		struct qop *op = e->shells_waiting;
+		e->shells_waiting = op->cnext;
+		free(op);
 	}
 	while (e->delivering) {
 		struct qop *op = e->delivering;

@@ -34,6 +34,9 @@ struct lt_qemu_opts {
 	bool no_raw_cache;        /* don't keep "<snapshot>.raw", the decompressed
 				     stream QEMU reads directly (faster restores,
 				     the stream's size on disk) */
+	uint64_t shell_defer;     /* new shells start this long after the last
+				     restore ended (0: 300 ms under TCG, 20 ms
+				     under KVM), so they don't take its CPU */
 };
 
 /* struct lt_engine *lt_engine_qemu_new(const struct lt_qemu_opts *o); is in

@@ -56,6 +56,24 @@ kill -0 "$pid" 2>/dev/null || fail "orphan: QEMU $pid is not running after its p
 	fail "orphan cleanup: $(tail -3 "$T/orphan2.err")"
 val() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$result"; }
 
+# A guest that dies while booting (a rootfs of zeros: the kernel panics):
+# the boot fails with the panic as its reason, nothing is left behind.
+head -c 4M /dev/zero >"$T/zero.img"
+"$DRV" --kernel "$KERNEL" --rootfs "$T/zero.img" --rootfs-type squashfs --work "$T/doomed" \
+	--expect-boot-fail >"$T/doomed.out" 2>"$T/doomed.err" ||
+	fail "failed boot: $(tail -3 "$T/doomed.err")"
+grep -q "instance start failed: .*Kernel panic" "$T/doomed.err" ||
+	fail "the failed boot's reason lacks the panic: $(grep 'start failed' "$T/doomed.err")"
+cat "$T/doomed.out"
+
+# A guest flooding its console (the app writes 1.3 MB before listening):
+# serial.log rotates at 1 MiB, so the disk holds at most two of them.
+flood="sh -c 'busybox yes 0123456789012345678901234567890123456789012345678901234567890123 | busybox head -c 1300000; exec httpd -f -p 8080 -h /www'"
+"$DRV" --kernel "$KERNEL" --rootfs "$T/root.squashfs" --rootfs-type squashfs --work "$T/chatty" \
+	--cmdline "\"lttle.cmd=$flood\"" --console-check 1300000 >"$T/chatty.out" 2>"$T/chatty.err" ||
+	fail "console flood: $(tail -3 "$T/chatty.err")"
+cat "$T/chatty.out"
+
 # ---- side by side with bare QEMU steps -----------------------------------
 # The baseline: the same restore by hand, with QEMU's exec: migration and
 # the zstd CLI, QMP driven directly, the same machine and kernel command

@@ -351,7 +351,8 @@ static void usage(void)
 		"usage: qemu-engine-drv --kernel K (--rootfs R [--rootfs-type T] | --initrd I)\n"
 		"         --work DIR [--cmdline X] [--port 8080] [--path /] [--expect TEXT]\n"
 		"         [--mem MiB] [--rounds N] [--skip-corrupt] [--no-raw-cache]\n"
-		"         [--leave-orphan | --check-orphan PID | --bench SNAPSHOT]\n");
+		"         [--leave-orphan | --check-orphan PID | --bench SNAPSHOT |\n"
+		"          --console-check BYTES | --expect-boot-fail]\n");
 	exit(2);
 }
 
@@ -364,7 +365,8 @@ int main(int argc, char **argv)
 		{"mem", 1, 0, 'm'},    {"rounds", 1, 0, 'n'}, {"skip-corrupt", 0, 0, 'S'},
 		{"no-raw-cache", 0, 0, 'R'},
 		{"leave-orphan", 0, 0, 'O'},  {"check-orphan", 1, 0, 'C'},
-		{"bench", 1, 0, 'B'},
+		{"bench", 1, 0, 'B'},	      {"console-check", 1, 0, 'K'},
+		{"expect-boot-fail", 0, 0, 'F'},
 		{0, 0, 0, 0}};
 	struct lt_qemu_app app = {0};
 	const char *work = NULL;
@@ -372,6 +374,8 @@ int main(int argc, char **argv)
 	bool skip_corrupt = false, no_raw = false, leave_orphan = false;
 	int check_orphan = 0;
 	const char *bench = NULL;
+	long console_min = 0;
+	bool expect_boot_fail = false;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k': app.kernel = optarg; break;
@@ -390,6 +394,8 @@ int main(int argc, char **argv)
 		case 'O': leave_orphan = true; break;
 		case 'C': check_orphan = atoi(optarg); break;
 		case 'B': bench = optarg; break;
+		case 'K': console_min = atol(optarg); break;
+		case 'F': expect_boot_fail = true; break;
 		default: usage();
 		}
 	}
@@ -426,6 +432,54 @@ int main(int argc, char **argv)
 	pool = lt_pool_new(lt_loop_clock(loop));
 	lt_pool_set_observer(pool, observe, NULL);
 
+	if (expect_boot_fail) {
+		/* The guest dies while booting: the start fails with a reason
+		 * (the pool logs it) and nothing is left behind. */
+		struct lt_app *b = add_app("doomed", cfg, NULL, 1, 0);
+		uint64_t end = lt_now_ns() + LT_SEC(60);
+		while (stats(b).start_failures == 0 && lt_now_ns() < end)
+			lt_loop_run_once(loop, 10);
+		if (stats(b).start_failures == 0)
+			FAIL("boot did not fail within 60 s");
+		if (saw_running)
+			FAIL("a doomed instance reached RUNNING");
+		remove_app(b);
+		spin_ms(100);
+		lt_pool_free(pool);
+		lt_engine_qemu_free(eng);
+		if (count_dir(run_dir) != 0)
+			FAIL("run dir not empty after a failed boot");
+		printf("ok: the failed boot was reported and cleaned up\n");
+		return 0;
+	}
+	if (console_min) {
+		/* A guest that floods its console: the log on disk stays bounded. */
+		struct lt_app *c = add_app("chatty", cfg, NULL, 1, 0);
+		if (!run_until(&saw_running, 120000))
+			FAIL("console: no instance booted");
+		struct lt_qemu_inst_info ci;
+		if (lt_qemu_instance_info(running_instance(c), &ci) < 0)
+			FAIL("console: %s", lt_errmsg());
+		spin_ms(200);
+		char *old = lt_sprintf("%s.1", ci.serial_log);
+		struct stat a, b;
+		if (stat(ci.serial_log, &a) < 0 || stat(old, &b) < 0)
+			FAIL("console: %s or %s missing", ci.serial_log, old);
+		const off_t cap = 1 << 20, slack = 64 << 10;
+		if (b.st_size < cap || b.st_size > cap + slack || a.st_size > cap + slack)
+			FAIL("console: logs of %lld and %lld bytes, cap %lld", (long long)a.st_size,
+			     (long long)b.st_size, (long long)cap);
+		if (a.st_size + b.st_size < console_min)
+			FAIL("console: only %lld bytes logged, the guest wrote %ld",
+			     (long long)(a.st_size + b.st_size), console_min);
+		printf("ok: a %ld-byte console flood is kept as %lld + %lld bytes (cap %lld)\n",
+		       console_min, (long long)b.st_size, (long long)a.st_size, (long long)cap);
+		free(old);
+		remove_app(c);
+		lt_pool_free(pool);
+		lt_engine_qemu_free(eng);
+		return 0;
+	}
 	if (bench) {
 		/* Restores of an existing snapshot only: one in a fresh QEMU,
 		 * one into a shell (for side-by-side runs with bare QEMU). */
