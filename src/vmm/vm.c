@@ -263,9 +263,11 @@ int lt_vm_create(const struct lt_vm_config *cfg, struct lt_vm **out)
 {
 	if (install_kick_handler() < 0)
 		return -1;
+	uint64_t t0 = lt_now_ns();
 	struct lt_vm *vm = lt_calloc(1, sizeof(*vm));
 	if (!vm)
 		return -1;
+	vm->t_create = t0;
 	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
 	for (int i = 0; i < LT_VM_MAX_VCPUS; i++)
 		vm->vcpus[i].fd = vm->vcpus[i].stat_fd = -1;
@@ -346,6 +348,7 @@ int lt_vm_create(const struct lt_vm_config *cfg, struct lt_vm **out)
 		goto fail;
 	if (vm->cfg.control && lt_control_open(vm, vm->cfg.control, &vm->control) < 0)
 		goto fail;
+	vm->t_created = lt_now_ns();
 	*out = vm;
 	return 0;
 fail:
@@ -492,6 +495,7 @@ int lt_vm_boot(struct lt_vm *vm)
 	if (set_boot_regs(vm, k.entry) < 0)
 		return -1;
 	vm->booted = true;
+	vm->t_booted = lt_now_ns();
 	return 0;
 }
 
@@ -1085,6 +1089,7 @@ int lt_vm_start(struct lt_vm *vm)
 	}
 	if (rc < 0)
 		lt_vm_set_exit(vm, LT_VM_EXIT_ERROR, "%s", lt_errmsg());
+	vm->t_started = lt_now_ns();
 	return rc;
 }
 
@@ -1116,6 +1121,15 @@ int lt_vm_wait(struct lt_vm *vm, struct lt_vm_exit *exit)
 	}
 	if (vm->control)
 		lt_control_drain(vm->control);
+	if (vm->serial.wrote_any && vm->t_booted) {
+		double ms = 1e-6;
+		lt_info("vmm: timeline from lt_vm_create: created %.2f ms, booted %.2f ms, started "
+			"%.2f ms, first serial byte %.2f ms",
+			(double)(vm->t_created - vm->t_create) * ms,
+			(double)(vm->t_booted - vm->t_create) * ms,
+			(double)(vm->t_started - vm->t_create) * ms,
+			(double)(vm->serial.first_byte_ns - vm->t_create) * ms);
+	}
 	if (exit)
 		*exit = vm->exit;
 	return 0;

@@ -146,6 +146,7 @@ struct lt_vm {
 	/* stats */
 	atomic_uint_fast64_t st_exits, st_io, st_mmio, st_events;
 	uint64_t last_pause_ns, last_resume_ns;
+	uint64_t t_create, t_created, t_booted, t_started; /* CLOCK_MONOTONIC */
 };
 
 /* vm.c */
