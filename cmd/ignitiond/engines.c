@@ -17,9 +17,11 @@
 
 #include "daemon.h"
 #include "engines_test.h"
+#include "proxy/engine_lttle.h"
 #include "proxy/engine_qemu.h"
+#include "vmm/guest_abi.h"
 
-enum ekind { EK_QEMU, EK_PROC };
+enum ekind { EK_QEMU, EK_LTTLE, EK_PROC };
 
 struct dmn_engine {
 	struct dmn_engine *next;
@@ -214,13 +216,38 @@ static const struct lt_engine_ops wrap_ops_noshell = {
 
 /* ---- choosing ------------------------------------------------------------ */
 
+/* The lttle engine's VM-host binary: $LTTLE_VMHOST, beside ignitiond, in
+ * $LTTLE_LIBEXEC or /usr/lib/lttle. Caller frees. */
+static char *find_vmhost(struct dmn *d)
+{
+	const char *env = getenv("LTTLE_VMHOST");
+	if (env && *env)
+		return access(env, X_OK) == 0 ? lt_strdup(env) : NULL;
+	const char *dirs[] = {d->libexec, getenv("LTTLE_LIBEXEC"), "/usr/local/lib/lttle",
+			      "/usr/lib/lttle"};
+	for (size_t k = 0; k < LT_ARRAY_LEN(dirs); k++) {
+		if (!dirs[k])
+			continue;
+		char *p = lt_path_join(dirs[k], "lttle-vmhost");
+		if (p && access(p, X_OK) == 0)
+			return p;
+		free(p);
+	}
+	return NULL;
+}
+
 static bool have_kind(struct dmn *d, const char *name)
 {
 	if (!strcmp(name, "qemu"))
 		return true;
 	if (!strcmp(name, "proc"))
 		return d->allow_proc_engine && dmn_test_engine;
-	return false; /* "lttle": not in this build yet */
+	if (!strcmp(name, "lttle")) {
+		char *v = find_vmhost(d);
+		free(v);
+		return v != NULL;
+	}
+	return false;
 }
 
 /* Hardware virtualization as the lttle engine needs it. */
@@ -255,8 +282,9 @@ int dmn_engine_choose(struct dmn *d, const char *wanted, char *name, size_t name
 	if (strcmp(wanted, "auto")) {
 		if (!have_kind(d, wanted)) {
 			if (!strcmp(wanted, "lttle"))
-				return lt_fail("the lttle engine is not part of this build yet "
-					       "(use --engine qemu)");
+				return lt_fail("the lttle engine needs lttle-vmhost (beside ignitiond, "
+					       "in $LTTLE_LIBEXEC or /usr/lib/lttle; or "
+					       "$LTTLE_VMHOST)");
 			return lt_fail("engine '%s' is not available in this build", wanted);
 		}
 		snprintf(name, name_len, "%s", wanted);
@@ -276,7 +304,7 @@ int dmn_engine_choose(struct dmn *d, const char *wanted, char *name, size_t name
 	if (!virt)
 		snprintf(why, why_len, "%s", hw);
 	else
-		snprintf(why, why_len, "the lttle engine is not part of this build");
+		snprintf(why, why_len, "lttle-vmhost (the lttle engine's VM host) was not found");
 	char acc[160];
 	bool kvm = lt_qemu_kvm_usable(acc, sizeof(acc));
 	size_t l = strlen(why);
@@ -295,6 +323,18 @@ static struct lt_engine *create_real(struct dmn *d, enum ekind kind, const char 
 		struct lt_qemu_opts o = {.loop = d->loop, .run_dir = run_dir,
 					 .accel = LT_QEMU_ACCEL_AUTO};
 		return lt_engine_qemu_new(&o);
+	}
+	case EK_LTTLE: {
+		char *vmhost = find_vmhost(d);
+		char *cache = lt_path_join(d->state, "cache");
+		struct lt_lttle_engine_opts o = {.loop = d->loop, .run_dir = run_dir,
+						 .vmhost = vmhost, .cache_dir = cache};
+		struct lt_engine *e = vmhost && cache ? lt_engine_lttle_new(&o) : NULL;
+		if (!vmhost)
+			lt_fail("lttle-vmhost not found");
+		free(vmhost);
+		free(cache);
+		return e;
 	}
 	case EK_PROC:
 		return dmn_test_engine->create(d->loop);
@@ -315,7 +355,7 @@ struct dmn_engine *dmn_engine_get(struct dmn *d, const char *name, bool deploy)
 	if (!e)
 		return NULL;
 	e->d = d;
-	e->kind = !strcmp(name, "proc") ? EK_PROC : EK_QEMU;
+	e->kind = !strcmp(name, "proc") ? EK_PROC : !strcmp(name, "lttle") ? EK_LTTLE : EK_QEMU;
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	e->deploy = deploy;
 	e->prefix = deploy ? "deploy-" : "";
@@ -353,6 +393,9 @@ void dmn_engines_free(struct dmn *d)
 		case EK_QEMU:
 			lt_engine_qemu_free(e->real);
 			break;
+		case EK_LTTLE:
+			lt_engine_lttle_free(e->real);
+			break;
 		case EK_PROC:
 			dmn_test_engine->destroy(e->real);
 			break;
@@ -383,9 +426,55 @@ static void *qemu_cfg(const struct dmn_run_cfg *c, void (**free_fn)(void *))
 		.ports = c->guest_ports,
 		.nports = c->nports,
 		.trigger = {.kind = tk[s->trigger.kind], .n = s->trigger.n, .port = s->trigger.port},
+		.cmdline = s->cmdline[0] ? s->cmdline : NULL,
 	};
 	*free_fn = lt_qemu_app_free;
 	return lt_qemu_app_new(&a);
+}
+
+/* The lttle VMM boots the kernel with the command line we give it: the
+ * guest init's contract (root, init, ports, env), then the extras. */
+static void *lttle_cfg(const struct dmn_run_cfg *c, void (**free_fn)(void *))
+{
+	const struct dmn_spec *s = c->spec;
+	struct lt_buf b = {.limit = 2047};
+	int rc = lt_buf_printf(&b, "console=ttyS0 reboot=t panic=-1 quiet");
+	if (!rc && c->rootfs && c->rootfs[0])
+		rc = lt_buf_printf(&b, " root=/dev/vda ro init=%s rootfstype=%s",
+				   LT_GUEST_INIT_PATH, c->rootfs_type ? c->rootfs_type : "squashfs");
+	for (size_t i = 0; !rc && i < c->nports; i++)
+		rc = lt_buf_printf(&b, "%s%u", i ? "," : " " LT_GUEST_CMDLINE_PORTS,
+				   c->guest_ports[i]);
+	for (size_t i = 0; !rc && i < s->nenv; i++) {
+		if (strchr(s->env[i], '"')) {
+			lt_buf_free(&b);
+			lt_fail("env \"%.64s\": no double quotes on a kernel command line", s->env[i]);
+			return NULL;
+		}
+		rc = lt_buf_printf(&b, strchr(s->env[i], ' ') ? " \"lttle.env=%s\"" : " lttle.env=%s",
+				   s->env[i]);
+	}
+	if (!rc && s->cmdline[0])
+		rc = lt_buf_printf(&b, " %s", s->cmdline);
+	if (!rc)
+		rc = lt_buf_cstr(&b);
+	if (rc < 0) {
+		lt_buf_free(&b);
+		lt_fail_ctx("kernel command line");
+		return NULL;
+	}
+	struct lt_lttle_app a = {
+		.kernel = c->kernel,
+		.rootfs = c->rootfs && c->rootfs[0] ? c->rootfs : NULL,
+		.cmdline = (char *)b.data,
+		.mem = (uint64_t)s->mem_mib << 20,
+		.cpus = s->cpus,
+		.trigger = s->trigger_text,
+	};
+	*free_fn = lt_lttle_app_free;
+	void *cfg = lt_lttle_app_new(&a);
+	lt_buf_free(&b);
+	return cfg;
 }
 
 void *dmn_engine_app_cfg(struct dmn_engine *e, const struct dmn_run_cfg *c,
@@ -394,6 +483,8 @@ void *dmn_engine_app_cfg(struct dmn_engine *e, const struct dmn_run_cfg *c,
 	switch (e->kind) {
 	case EK_QEMU:
 		return qemu_cfg(c, free_fn);
+	case EK_LTTLE:
+		return lttle_cfg(c, free_fn);
 	case EK_PROC:
 		return dmn_test_engine->app_cfg(e->d->proc_backend, c, free_fn);
 	}
@@ -407,6 +498,12 @@ int dmn_engine_inst_pid(struct dmn_engine *e, const struct lt_instance *inst)
 	case EK_QEMU: {
 		struct lt_qemu_inst_info info;
 		if (lt_qemu_instance_info(inst, &info) == 0)
+			return info.pid;
+		return 0;
+	}
+	case EK_LTTLE: {
+		struct lt_lttle_inst_info info;
+		if (lt_lttle_instance_info(inst, &info) == 0)
 			return info.pid;
 		return 0;
 	}
@@ -424,6 +521,12 @@ int dmn_engine_inst_log(struct dmn_engine *e, const struct lt_instance *inst, ch
 	case EK_QEMU: {
 		struct lt_qemu_inst_info info;
 		if (lt_qemu_instance_info(inst, &info) == 0 && info.serial_log)
+			snprintf(path, len, "%s", info.serial_log);
+		break;
+	}
+	case EK_LTTLE: {
+		struct lt_lttle_inst_info info;
+		if (lt_lttle_instance_info(inst, &info) == 0 && info.serial_log)
 			snprintf(path, len, "%s", info.serial_log);
 		break;
 	}

@@ -372,6 +372,12 @@ static int get_field(const char *key, json_t *v, struct dmn_spec *s)
 			return -1;
 		if (s->kernel[0] && !path_valid(s->kernel))
 			return lt_fail("field 'kernel' must be an absolute path");
+	} else if (!strcmp(key, "cmdline")) {
+		if (get_str(v, key, s->cmdline, sizeof(s->cmdline)) < 0)
+			return -1;
+		for (const char *p = s->cmdline; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e || *p == '"')
+				return lt_fail("field 'cmdline': only printable ASCII without '\"'");
 	} else if (!strcmp(key, "engine")) {
 		if (get_str(v, key, s->engine, sizeof(s->engine)) < 0)
 			return -1;
@@ -440,14 +446,14 @@ json_t *dmn_spec_to_json(const struct dmn_spec *s)
 	for (size_t k = 0; env && k < s->nenv; k++)
 		json_array_append_new(env, json_string(s->env[k]));
 	json_t *j = json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:I, s:I, s:I, s:s, s:i, s:i, "
-			      "s:o, s:s, s:s, s:b}",
+			      "s:o, s:s, s:s, s:s, s:b}",
 			      "name", s->name, "ref", s->ref, "ports", ports, "host", s->host, "min",
 			      (int)s->min, "max", (int)s->max, "concurrency", (int)s->concurrency,
 			      "idle_timeout", (json_int_t)s->idle_timeout_ms, "scale_down",
 			      (json_int_t)s->scale_down_ms, "queue_timeout",
 			      (json_int_t)s->queue_timeout_ms, "trigger", s->trigger_text, "mem",
 			      (int)s->mem_mib, "cpus", (int)s->cpus, "env", env, "kernel", s->kernel,
-			      "engine", s->engine, "insecure", s->insecure);
+			      "cmdline", s->cmdline, "engine", s->engine, "insecure", s->insecure);
 	if (!j)
 		lt_fail("cannot format the deploy spec");
 	return j;

@@ -32,6 +32,7 @@
 #define DMN_MAX_ENV 128
 #define DMN_ENV_LEN_MAX 4096
 #define DMN_PATH_MAX 1024
+#define DMN_CMDLINE_MAX 1024
 #define DMN_HOST_MAX 253
 #define DMN_MAX_INSTANCES 1024
 #define DMN_MAX_CONCURRENCY 100000
@@ -71,6 +72,7 @@ struct dmn_spec {
 	char **env; /* NULL-terminated, owned */
 	size_t nenv;
 	char kernel[DMN_PATH_MAX + 1]; /* "" : the default kernel */
+	char cmdline[DMN_CMDLINE_MAX + 1]; /* extra kernel parameters, appended */
 	char engine[16];               /* auto | lttle | qemu (| proc in tests) */
 	bool insecure;
 };

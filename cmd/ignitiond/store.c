@@ -335,7 +335,7 @@ static bool vm_binary(const char *argv0)
 {
 	const char *base = strrchr(argv0, '/');
 	base = base ? base + 1 : argv0;
-	return !strncmp(base, "qemu-system-", 12) || !strcmp(base, "lttle-vmm") ||
+	return !strncmp(base, "qemu-system-", 12) || !strcmp(base, "lttle-vmhost") ||
 	       !strcmp(base, "lttle");
 }
 

@@ -15,8 +15,8 @@ static void usage(FILE *out)
 		"                    [--host NAME] [--min N] [--max N] [--concurrency N]\n"
 		"                    [--idle-timeout DUR] [--scale-down DUR] [--queue-timeout DUR]\n"
 		"                    [--trigger T] [--mem MiB] [--cpus N] [--env K=V]...\n"
-		"                    [--kernel PATH] [--engine auto|lttle|qemu] [--insecure]\n"
-		"                    [--socket PATH] [--json] [--quiet]\n\n"
+		"                    [--kernel PATH] [--cmdline ARGS] [--engine auto|lttle|qemu]\n"
+		"                    [--insecure] [--socket PATH] [--json] [--quiet]\n\n"
 		"Asks ignitiond to deploy an image: pull it (or use an imported one), build a\n"
 		"squashfs rootfs, boot it once until its trigger, snapshot it, stop it, and\n"
 		"serve its ports: a connection restores an instance from the snapshot. Exits\n"
@@ -49,6 +49,7 @@ static void usage(FILE *out)
 		"      --kernel PATH     guest kernel (default: $LTTLE_KERNEL, vmlinux beside\n"
 		"                        ignitiond or in /usr/lib/lttle, else the newest one\n"
 		"                        'make kernel' cached)\n"
+		"      --cmdline ARGS    extra kernel parameters, appended (default none)\n"
 		"      --engine E        auto, lttle or qemu (default " DMN_DEF_ENGINE ": lttle where\n"
 		"                        hardware virtualization works, else qemu; says why)\n"
 		"      --insecure        allow plain HTTP to a non-loopback registry\n"
@@ -115,7 +116,7 @@ static int add_str(json_t *body, const char *key, const char *val)
 static int parse(int argc, char **argv, json_t *body, struct dc_common *c, struct dctx *x)
 {
 	enum { O_HOST = 256, O_MIN, O_MAX, O_CONC, O_IDLE, O_SCALE, O_QUEUE, O_TRIG, O_MEM,
-	       O_CPUS, O_KERNEL, O_ENGINE, O_INSECURE, O_SOCKET, O_JSON };
+	       O_CPUS, O_KERNEL, O_ENGINE, O_INSECURE, O_SOCKET, O_JSON, O_CMDLINE };
 	static const struct option lo[] = {
 		{"name", required_argument, NULL, 'n'},
 		{"port", required_argument, NULL, 'p'},
@@ -131,6 +132,7 @@ static int parse(int argc, char **argv, json_t *body, struct dc_common *c, struc
 		{"mem", required_argument, NULL, O_MEM},
 		{"cpus", required_argument, NULL, O_CPUS},
 		{"kernel", required_argument, NULL, O_KERNEL},
+		{"cmdline", required_argument, NULL, O_CMDLINE},
 		{"engine", required_argument, NULL, O_ENGINE},
 		{"insecure", no_argument, NULL, O_INSECURE},
 		{"socket", required_argument, NULL, O_SOCKET},
@@ -163,6 +165,7 @@ static int parse(int argc, char **argv, json_t *body, struct dc_common *c, struc
 			json_object_set_new(body, "kernel", json_string(real));
 			break;
 		case O_ENGINE: json_object_set_new(body, "engine", json_string(optarg)); break;
+		case O_CMDLINE: json_object_set_new(body, "cmdline", json_string(optarg)); break;
 		case O_INSECURE: json_object_set_new(body, "insecure", json_true()); break;
 		case O_SOCKET: c->socket = optarg; break;
 		case O_JSON: c->json = x->json = true; break;
