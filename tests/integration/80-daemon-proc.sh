@@ -17,9 +17,10 @@ export LTTLE_SOCKET=$T/ignitiond.sock
 api() { curl -s --unix-socket "$LTTLE_SOCKET" "http://localhost$1" "${@:2}"; }
 jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
+HTTP_PORT=$(free_port)
 start_daemon() {
 	bg_start "$T/daemon.log" "$DAEMON" --state "$STATE" --socket "$LTTLE_SOCKET" \
-		--drain-timeout 2s
+		--drain-timeout 2s --http-listen "127.0.0.1:$HTTP_PORT"
 	DPID=$(cat "$T/last.pid")
 	for _ in $(seq 50); do
 		[ -S "$LTTLE_SOCKET" ] && api /v1/health >/dev/null && return 0
@@ -104,6 +105,18 @@ grep -q '^event: instance' "$T/events" || fail "no instance event: $(head -c 400
 grep -q '"state":"running"' "$T/events" || fail "no running state in events"
 api /metrics >"$T/metrics"
 grep -q 'lttle_restores_total{app="web"}\|app="web"' "$T/metrics" || fail "metrics lack app web"
+
+log "shared HTTP port routes by Host"
+"$LTTLE" deploy "$REF" --name hosted --port 127.0.0.1:0:8080 --host Hosted.Test "${DEP[@]}" \
+	>/dev/null 2>"$T/h.err" || fail "deploy hosted: $(cat "$T/h.err")"
+assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -m 10 -H 'Host: hosted.test' \
+	"http://127.0.0.1:$HTTP_PORT/")" "routed by Host"
+assert_eq 404 "$(curl -s -o /dev/null -w '%{http_code}' -m 10 -H 'Host: other.test' \
+	"http://127.0.0.1:$HTTP_PORT/")" "unknown Host"
+"$LTTLE" rm hosted >/dev/null || fail "rm hosted"
+assert_eq 404 "$(curl -s -o /dev/null -w '%{http_code}' -m 10 -H 'Host: hosted.test' \
+	"http://127.0.0.1:$HTTP_PORT/")" "route gone after rm"
+pass "Host routing"
 
 log "burst: 50 parallel requests at --max 2 --concurrency 4"
 "$LTTLE" deploy "$REF" --name burst --port 127.0.0.1:0:8080 "${DEP[@]}" --max 2 --concurrency 4 \
