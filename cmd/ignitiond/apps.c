@@ -604,6 +604,19 @@ json_t *dmn_log_sources(struct dmn *d, const char *what, int *status)
 	}
 	struct lt_instance *i = NULL;
 	a = app_of_instance(d, what, &i);
+	if ((!a || !i) && dmn_name_valid(what)) {
+		/* a deploy that failed leaves its boot console behind */
+		char *dir = dmn_app_dir(d->state, what);
+		char *boot = dir ? lt_path_join(dir, "boot.log") : NULL;
+		bool there = boot && lt_path_exists(boot);
+		if (there)
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:b}", "id", "deploy-boot",
+							     "path", boot, "live", false));
+		free(boot);
+		free(dir);
+		if (there)
+			return arr;
+	}
 	if (!a || !i) {
 		json_decref(arr);
 		*status = 404;

@@ -486,7 +486,8 @@ static void boot_start(void *arg)
 	pol.min = pol.max = 1;
 	pol.idle_timeout = pol.scale_down = 0;
 	pol.shells = 0;
-	pol.start_timeout = d->deploy_timeout_ns;
+	/* our own timer (with the better message) fires first */
+	pol.start_timeout = d->deploy_timeout_ns + LT_SEC(5);
 	pol.drain_timeout = LT_SEC(1);
 	j->bpool = lt_pool_new(lt_loop_clock(d->loop));
 	if (!j->bpool) {

@@ -55,7 +55,7 @@ start_daemon
 log "1. deploy, then curl through the proxy"
 t0=$(date +%s%N)
 "$LTTLE" deploy "$REF" --name app --port 127.0.0.1:0:8080 --kernel "$KERNEL" \
-	--max 2 --concurrency 4 --idle-timeout 1s --scale-down 1s --queue-timeout 60s \
+	--cmdline loglevel=6 --max 2 --concurrency 4 --idle-timeout 1s --scale-down 1s --queue-timeout 60s \
 	>"$T/deploy.out" 2>"$T/deploy.err" || fail "deploy: $(tail -5 "$T/deploy.err")"
 t1=$(date +%s%N)
 cat "$T/deploy.err"
@@ -68,7 +68,17 @@ body=$(curl -sf -m 30 "http://$ADDR/") || fail "no HTTP answer through the proxy
 c1=$(date +%s%N)
 assert_contains "$body" "hello from lttle" "page through the proxy"
 echo "deploy $(((t1 - t0) / 1000000)) ms; first request (restore) $(((c1 - c0) / 1000000)) ms"
-pass "deploy + first request"
+"$LTTLE" logs app >"$T/logs.txt" || fail "lttle logs app"
+grep -q "virtio_blk" "$T/logs.txt" || fail "the deploy boot's console is not in lttle logs: $(head -5 "$T/logs.txt")"
+id=$("$LTTLE" ps app --json | jq_ 'd[0]["id"]')
+"$LTTLE" logs -f "$id" >"$T/follow.txt" 2>&1 &
+FP=$!
+sleep 0.5
+"$LTTLE" stop "$id" >/dev/null || fail "lttle stop $id"
+for _ in $(seq 50); do kill -0 $FP 2>/dev/null || break; sleep 0.1; done
+kill -0 $FP 2>/dev/null && fail "lttle logs -f $id still runs after the instance stopped"
+wait $FP || fail "lttle logs -f $id: $(cat "$T/follow.txt")"
+pass "deploy + first request; logs, logs -f ends with its instance"
 
 log "2. scale to zero, then a restore serves"
 for _ in $(seq 100); do
