@@ -413,7 +413,8 @@ int cmd_run(int argc, char **argv)
 	}
 	for (int i = 0; i < a.ndisks; i++) {
 		cfg.disks[cfg.ndisks] = (struct lt_vm_disk){.path = a.disks[i]};
-		snprintf(cfg.disks[cfg.ndisks].id, sizeof(cfg.disks[0].id), "lttle-disk%d", i + 1);
+		snprintf(cfg.disks[cfg.ndisks].id, sizeof(cfg.disks[0].id), "lttle-disk%u",
+			 (unsigned char)(i + 1));
 		cfg.ndisks++;
 	}
 	if (a.serial_log) {
