@@ -16,7 +16,81 @@ struct dapp {
 	bool routed;
 	bool removing;
 	char note[256]; /* a problem found when loading or listening */
+	/* counters of earlier daemon runs (apps/<name>/counters.json), so the
+	 * numbers count since the app was deployed, not since we started */
+	struct lt_app_stats base;
+	uint64_t saved_sum;
 };
+
+#define COUNTERS(X)                                                                       \
+	X(connections) X(served) X(refused) X(queue_timeouts) X(queue_full) X(restores)   \
+	X(shell_restores) X(resumes) X(cold_boots) X(pauses) X(drops) X(start_failures)   \
+	X(deaths) X(connect_failures) X(lost) X(bytes_in) X(bytes_out)
+
+/* The pool's live stats plus what earlier runs counted. */
+static void stats_total(const struct dapp *a, struct lt_app_stats *st)
+{
+	lt_app_get_stats(a->app, st);
+#define ADD(f) st->f += a->base.f;
+	COUNTERS(ADD)
+#undef ADD
+}
+
+static char *counters_path(struct dmn *d, const char *name)
+{
+	char *dir = dmn_app_dir(d->state, name);
+	char *p = dir ? lt_path_join(dir, "counters.json") : NULL;
+	free(dir);
+	return p;
+}
+
+static void counters_load(struct dmn *d, struct dapp *a)
+{
+	char *p = counters_path(d, a->rec.spec.name);
+	json_t *j = p && lt_path_exists(p) ? json_load_file(p, 0, NULL) : NULL;
+#define GET(f)                                                                            \
+	{                                                                                 \
+		json_t *v = json_object_get(j, #f);                                       \
+		if (json_is_integer(v) && json_integer_value(v) >= 0)                     \
+			a->base.f = (uint64_t)json_integer_value(v);                      \
+	}
+	if (json_is_object(j))
+		COUNTERS(GET)
+#undef GET
+	json_decref(j);
+	free(p);
+}
+
+static void counters_save(struct dmn *d, struct dapp *a)
+{
+	struct lt_app_stats st;
+	stats_total(a, &st);
+	uint64_t sum = 0;
+#define SUM(f) sum += st.f;
+	COUNTERS(SUM)
+#undef SUM
+	if (sum == a->saved_sum || a->removing)
+		return;
+	json_t *j = json_object();
+#define PUT(f) json_object_set_new(j, #f, json_integer((json_int_t)st.f));
+	COUNTERS(PUT)
+#undef PUT
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	char *p = counters_path(d, a->rec.spec.name);
+	if (s && p && lt_write_file_atomic(p, s, strlen(s), 0640) == 0)
+		a->saved_sum = sum;
+	else
+		lt_clear_error(); /* counters are best effort */
+	json_decref(j);
+	free(s);
+	free(p);
+}
+
+void dmn_apps_save_counters(struct dmn *d)
+{
+	for (struct dapp *a = d->apps; a; a = a->next)
+		counters_save(d, a);
+}
 
 struct dapp *dmn_app_find(struct dmn *d, const char *name)
 {
@@ -211,6 +285,7 @@ static int install_new(struct dmn *d, struct dmn_app_rec *r, struct dmn_engine *
 		return lt_fail("%s", msg);
 	}
 	route_host(d, a);
+	counters_load(d, a);
 	memcpy(r->bound, a->rec.bound, sizeof(r->bound));
 	a->next = d->apps;
 	d->apps = a;
@@ -330,7 +405,7 @@ json_t *dmn_app_json(struct dmn *d, struct dapp *a, bool detail)
 {
 	(void)d;
 	struct lt_app_stats st;
-	lt_app_get_stats(a->app, &st);
+	stats_total(a, &st);
 	const struct dmn_spec *s = &a->rec.spec;
 	json_t *ports = json_array();
 	for (size_t k = 0; k < a->rec.nports; k++) {

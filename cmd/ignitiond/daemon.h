@@ -183,6 +183,9 @@ int dmn_app_remove(struct dmn *d, const char *name, int *status, void (*done)(vo
 /* Log files of an app (its deploy boot's console, then live instances')
  * or of one instance: [{"id":..,"path":..,"live":bool}]. */
 json_t *dmn_log_sources(struct dmn *d, const char *what, int *status);
+/* Writes each app's counters (apps/<name>/counters.json) when they
+ * changed; a restarted daemon counts on from them. */
+void dmn_apps_save_counters(struct dmn *d);
 void dmn_apps_free(struct dmn *d);
 
 /* ---- deploy ------------------------------------------------------------ */

@@ -223,7 +223,7 @@ static int listen_tcp(const char *addr)
 
 static struct dmn D;
 static struct MHD_Daemon *api_unix, *api_tcp;
-static struct lt_timer finish_timer, force_timer;
+static struct lt_timer finish_timer, force_timer, counters_timer;
 static struct lt_watch sig_watch;
 
 static void finish_check(struct lt_timer *t)
@@ -257,6 +257,7 @@ static void begin_shutdown(void)
 		return;
 	}
 	lt_info("ignitiond: draining (stop accepting, let connections finish, stop VMs)");
+	dmn_apps_save_counters(&D);
 	dmn_http_quiesce(api_tcp);
 	lt_proxy_stop_accepting(D.proxy);
 	dmn_deploys_abort(&D);
@@ -272,6 +273,12 @@ static void on_signal(struct lt_watch *w, uint32_t events)
 	struct signalfd_siginfo si;
 	while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
 		begin_shutdown();
+}
+
+static void counters_fired(struct lt_timer *t)
+{
+	dmn_apps_save_counters(&D);
+	lt_timer_arm_in(lt_loop_clock(D.loop), t, LT_SEC(2));
 }
 
 /* ---- startup -------------------------------------------------------------------------- */
@@ -327,6 +334,8 @@ static int setup(struct opts *o, int *sfd_out)
 	*sfd_out = sfd;
 	if (dmn_apps_restore(&D) < 0)
 		lt_error("ignitiond: %s", lt_errmsg());
+	lt_timer_init(&counters_timer, counters_fired);
+	lt_timer_arm_in(lt_loop_clock(D.loop), &counters_timer, LT_SEC(2));
 	char *sock = o->socket ? lt_strdup(o->socket) : lt_path_join(D.state, "ignitiond.sock");
 	int ufd = sock ? listen_unix(sock) : -1;
 	if (ufd < 0 || !(api_unix = dmn_http_start_unix(&D, ufd))) {
@@ -371,6 +380,7 @@ int main(int argc, char **argv)
 	dmn_deploys_join(&D);
 	dmn_http_stop(api_tcp);
 	dmn_http_stop(api_unix);
+	dmn_apps_save_counters(&D);
 	dmn_events_fini(&D);
 	lt_proxy_free(D.proxy);
 	lt_pool_free(D.pool);

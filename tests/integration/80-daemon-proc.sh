@@ -163,6 +163,8 @@ log "kill -9 of ignitiond, restart"
 live=$("$LTTLE" ps --json | jq_ '" ".join(str(i["pid"]) for i in d)')
 [ -n "$live" ] || fail "no live instance before the crash"
 ls "$STATE/instances" | grep -q web- || fail "no instance record on disk"
+restores_before=$("$LTTLE" apps --json | jq_ '[a for a in d if a["name"]=="web"][0]["restores"]')
+sleep 2.5 # counters reach the disk every 2 s
 kill -9 "$DPID"
 wait "$DPID" 2>/dev/null || true
 expect_fail "ps while down" "$LTTLE" ps
@@ -175,6 +177,9 @@ done
 grep -q "killing orphaned VM process" "$T/daemon.log" || fail "no orphan cleanup logged"
 names=$("$LTTLE" apps --json | jq_ '" ".join(sorted(a["name"] for a in d))')
 assert_eq "burst web" "$names" "apps after restart"
+restores_after=$("$LTTLE" apps --json | jq_ '[a for a in d if a["name"]=="web"][0]["restores"]')
+[ "$restores_after" -ge "$restores_before" ] ||
+	fail "counters restarted from zero ($restores_before -> $restores_after)"
 curl -sf -m 10 "http://$ADDR/" >/dev/null || fail "web does not serve after the restart"
 curl -sf -m 10 "http://$BADDR/" >/dev/null || fail "burst does not serve after the restart"
 pass "kill -9 and restart: apps reloaded, orphans killed"
