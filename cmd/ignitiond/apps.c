@@ -30,7 +30,9 @@ struct dapp {
 /* The pool's live stats plus what earlier runs counted. */
 static void stats_total(const struct dapp *a, struct lt_app_stats *st)
 {
-	lt_app_get_stats(a->app, st);
+	memset(st, 0, sizeof(*st));
+	if (a->app)
+		lt_app_get_stats(a->app, st);
 #define ADD(f) st->f += a->base.f;
 	COUNTERS(ADD)
 #undef ADD
@@ -69,7 +71,7 @@ static void counters_save(struct dmn *d, struct dapp *a)
 #define SUM(f) sum += st.f;
 	COUNTERS(SUM)
 #undef SUM
-	if (sum == a->saved_sum || a->removing)
+	if (sum == a->saved_sum || a->removing || !a->app)
 		return;
 	json_t *j = json_object();
 #define PUT(f) json_object_set_new(j, #f, json_integer((json_int_t)st.f));
@@ -142,9 +144,17 @@ void dmn_pool_observer(void *ctx, const struct lt_pool_event *ev)
 	case LT_EV_REFUSED:
 		kind = "refused";
 		break;
-	case LT_EV_REMOVED:
+	case LT_EV_REMOVED: {
 		json_object_set_new(j, "change", json_string("removed"));
+		/* the pool frees the app right after this (shutdown or rm):
+		 * keep its counters and stop pointing at it */
+		struct dapp *a = ev->app ? dmn_app_find(d, ev->app) : NULL;
+		if (a && a->app) {
+			counters_save(d, a);
+			a->app = NULL;
+		}
 		break;
+	}
 	}
 	if (ev->detail)
 		json_object_set_new(j, "detail", json_string(ev->detail));
@@ -303,6 +313,8 @@ static int install_replace(struct dmn *d, struct dapp *a, struct dmn_app_rec *r,
 		memcpy(tmp.rec.bound, a->rec.bound, sizeof(tmp.rec.bound));
 	struct lt_app_spec spec;
 	struct lt_policy pol;
+	if (!a->app)
+		return lt_fail("ignitiond is shutting down");
 	policy_of(d, &r->spec, &pol);
 	if (spec_for(&tmp, &spec) < 0)
 		return -1;
@@ -332,8 +344,8 @@ int dmn_app_install(struct dmn *d, struct dmn_app_rec *r)
 	if (!eng)
 		return -1;
 	struct dapp *a = dmn_app_find(d, r->spec.name);
-	if (a && a->removing)
-		return lt_fail("app %s is being removed", r->spec.name);
+	if (a && (a->removing || !a->app))
+		return lt_fail("app %s is being removed or stopped", r->spec.name);
 	int rc = a ? install_replace(d, a, r, eng) : install_new(d, r, eng);
 	if (rc < 0)
 		return -1;
@@ -418,7 +430,7 @@ json_t *dmn_app_json(struct dmn *d, struct dapp *a, bool detail)
 		json_array_append_new(ports, json_pack("{s:s, s:i}", "listen", addr, "guest",
 						       (int)a->rec.guest_ports[k]));
 	}
-	const char *deg = lt_app_degraded(a->app);
+	const char *deg = a->app ? lt_app_degraded(a->app) : NULL;
 	json_t *j = json_pack(
 		"{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
 		"s:o, s:s, s:s, s:I}",
@@ -430,7 +442,8 @@ json_t *dmn_app_json(struct dmn *d, struct dapp *a, bool detail)
 		(json_int_t)st.pauses, "drops", (json_int_t)st.drops, "deaths",
 		(json_int_t)st.deaths, "shell_restores", (json_int_t)st.shell_restores,
 		"generation", (int)a->rec.generation, "ports", ports, "state",
-		a->removing ? "removing" : deg ? "degraded" : "serving", "digest", a->rec.digest,
+		a->removing ? "removing" : !a->app ? "stopped" : deg ? "degraded" : "serving",
+		"digest", a->rec.digest,
 		"deployed", (json_int_t)a->rec.deployed);
 	if (!j)
 		return NULL;
@@ -446,7 +459,7 @@ json_t *dmn_app_json(struct dmn *d, struct dapp *a, bool detail)
 				      s->trigger_text));
 	if (detail) {
 		json_t *insts = json_array();
-		for (struct lt_instance *i = lt_app_first_instance(a->app); i;
+		for (struct lt_instance *i = a->app ? lt_app_first_instance(a->app) : NULL; i;
 		     i = lt_instance_next(i))
 			json_array_append_new(insts, inst_json_pid(a, i));
 		json_object_set_new(j, "instance_list", insts);
@@ -492,7 +505,7 @@ json_t *dmn_instances_json(struct dmn *d, const char *app)
 {
 	json_t *arr = json_array();
 	for (struct dapp *a = d->apps; a; a = a->next) {
-		if (app && strcmp(a->rec.spec.name, app))
+		if ((app && strcmp(a->rec.spec.name, app)) || !a->app)
 			continue;
 		for (struct lt_instance *i = lt_app_first_instance(a->app); i;
 		     i = lt_instance_next(i)) {
@@ -552,6 +565,10 @@ int dmn_app_action(struct dmn *d, const char *name, const char *action, int *sta
 		*status = 404;
 		return lt_fail("no app '%s'", name);
 	}
+	if (!a->app) {
+		*status = 409;
+		return lt_fail("app %s is stopped (ignitiond is shutting down)", name);
+	}
 	/* collect ids first: an action may change the list */
 	char ids[DMN_MAX_INSTANCES][96];
 	size_t n = 0;
@@ -574,6 +591,10 @@ int dmn_app_scale(struct dmn *d, const char *name, json_t *body, int *status)
 	if (!a) {
 		*status = 404;
 		return lt_fail("no app '%s'", name);
+	}
+	if (!a->app || a->removing) {
+		*status = 409;
+		return lt_fail("app %s is being removed or stopped", name);
 	}
 	uint32_t min = a->rec.spec.min, max = a->rec.spec.max;
 	const char *key;
@@ -630,9 +651,9 @@ int dmn_app_remove(struct dmn *d, const char *name, int *status, void (*done)(vo
 		*status = 404;
 		return lt_fail("no app '%s'", name);
 	}
-	if (a->removing) {
+	if (a->removing || !a->app) {
 		*status = 409;
-		return lt_fail("app %s is being removed already", name);
+		return lt_fail("app %s is being removed or stopped already", name);
 	}
 	struct rm_ctx *c = lt_calloc(1, sizeof(*c));
 	if (!c) {
@@ -667,7 +688,7 @@ json_t *dmn_log_sources(struct dmn *d, const char *what, int *status)
 							     "path", boot, "live", false));
 		free(boot);
 		free(dir);
-		for (struct lt_instance *i = lt_app_first_instance(a->app); i;
+		for (struct lt_instance *i = a->app ? lt_app_first_instance(a->app) : NULL; i;
 		     i = lt_instance_next(i)) {
 			char path[DMN_PATH_MAX];
 			if (dmn_engine_inst_log(a->eng, i, path, sizeof(path)) == 0)

@@ -392,6 +392,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	lt_warn("ignitiond: http: %s", buf);
 }
 
+static struct {
+	struct MHD_Daemon *m;
+	struct srv *srv;
+} servers[4];
+
 static struct MHD_Daemon *start(struct dmn *d, int fd, const char *token)
 {
 	struct srv *srv = lt_calloc(1, sizeof(*srv));
@@ -413,7 +418,13 @@ static struct MHD_Daemon *start(struct dmn *d, int fd, const char *token)
 		lt_fail("cannot start the HTTP server (libmicrohttpd)");
 		return NULL;
 	}
-	/* srv lives as long as the process: MHD keeps a pointer to it */
+	/* MHD keeps a pointer to srv: freed with the daemon */
+	for (size_t k = 0; k < LT_ARRAY_LEN(servers); k++)
+		if (!servers[k].m) {
+			servers[k].m = m;
+			servers[k].srv = srv;
+			break;
+		}
 	return m;
 }
 
@@ -442,6 +453,14 @@ void dmn_http_quiesce(struct MHD_Daemon *m)
 
 void dmn_http_stop(struct MHD_Daemon *m)
 {
-	if (m)
-		MHD_stop_daemon(m);
+	if (!m)
+		return;
+	MHD_stop_daemon(m);
+	for (size_t k = 0; k < LT_ARRAY_LEN(servers); k++)
+		if (servers[k].m == m) {
+			free(servers[k].srv->token);
+			free(servers[k].srv);
+			servers[k].m = NULL;
+			servers[k].srv = NULL;
+		}
 }

@@ -396,6 +396,11 @@ int main(int argc, char **argv)
 		lt_rm_rf(inst);
 	free(inst);
 	lt_rm_rf(D.run_dir);
+	free(o.socket);
+	free(D.state);
+	free(D.run_dir);
+	free(D.store_root);
+	free(D.libexec);
 	fprintf(stderr, "ignitiond: stopped\n");
 	return rc < 0 ? 1 : 0;
 }
