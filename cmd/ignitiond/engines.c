@@ -301,14 +301,13 @@ int dmn_engine_choose(struct dmn *d, const char *wanted, char *name, size_t name
 	if (!have_kind(d, "qemu"))
 		return lt_fail("no engine available: the QEMU engine is not part of this build");
 	snprintf(name, name_len, "qemu");
-	if (!virt)
-		snprintf(why, why_len, "%s", hw);
-	else
-		snprintf(why, why_len, "lttle-vmhost (the lttle engine's VM host) was not found");
 	char acc[160];
 	bool kvm = lt_qemu_kvm_usable(acc, sizeof(acc));
-	size_t l = strlen(why);
-	snprintf(why + l, why_len - l, "; qemu uses %s (%s)", kvm ? "KVM" : "TCG", acc);
+	if (!virt)
+		snprintf(why, why_len, "%s; qemu runs the guest under %s", hw, kvm ? "KVM" : "TCG");
+	else
+		snprintf(why, why_len, "lttle-vmhost (the lttle engine) was not found; qemu uses %s (%s)",
+			 kvm ? "KVM" : "TCG", acc);
 	return 0;
 }
 
