@@ -46,7 +46,7 @@ TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TESTLIB_SRCS))
 #   UNIT_EXTRA_test_foo := objs...
 UNIT_EXTRA :=
 
-.PHONY: all check test unit asan fuzz bench demo clean deps
+.PHONY: all check test unit asan fuzz bench demo e2e clean deps
 all: $(BUILD)/lttle $(BUILD)/ignitiond $(if $(filter build,$(BUILD)),lttle)
 
 # Every fragment may add to `all`, unit-test extras and its own targets.
@@ -116,6 +116,10 @@ bench: all
 
 demo: all
 	bash scripts/demo.sh
+
+# Full stack on the lttle VMM; prints why it skips without VT-x/AMD-V.
+e2e: all test-prereqs
+	bash tests/e2e/full-stack.sh
 
 clean:
 	rm -rf build build-asan build-fuzz lttle

@@ -38,7 +38,7 @@ for _ in $(seq 50); do [ -S "$LTTLE_SOCKET" ] && break; sleep 0.1; done
 step "lttle deploy $REF --idle-timeout 1s --scale-down 1s"
 t=$(date +%s%N)
 ADDR=$("$LTTLE" deploy "$REF" --name hello --port 127.0.0.1:0:8080 --kernel "$KERNEL" \
-	--idle-timeout 1s --scale-down 1s | tail -1)
+	--engine "${LTTLE_ENGINE:-auto}" --idle-timeout 1s --scale-down 1s | tail -1)
 echo "deploy: $(ms "$t") ms -> $ADDR"
 
 step "curl http://$ADDR/ (the first connection restores the snapshot)"
