@@ -8,6 +8,7 @@
 #   make fuzz       build libFuzzer targets (clang); see tests/fuzz/README
 #   make bench      image-pipeline benchmark (tests/bench/)
 #   make demo       the README demo on a built-in sample
+#   make e2e        full stack on the lttle VMM (VT-x/AMD-V hosts; skips elsewhere)
 #
 # Module rules live beside the code in *.mk fragments included below, so
 # each area owns its own build rules.
