@@ -559,7 +559,7 @@ struct qvm {
 	bool used_raw;
 	struct lt_qsnap_meta meta;
 	char snap_path[256];
-	bool mig_done;
+	bool mig_done, mig_failed;
 	char mig_err[160];
 	struct lt_timer kill_t;
 	char reason[QE_REASON_MAX];
@@ -2020,7 +2020,8 @@ static int qe_restore(struct lt_engine *pe, struct lt_instance *inst,
 	}
 	vm_set_state(vm, V_RESTORE);
 	vm->start = op;
-	vm->mig_done = false;
+	vm->mig_done = vm->mig_failed = false;
+	vm->mig_err[0] = 0;
 	vm->t_op = lt_now_ns();
 	vm->snap_fd = fd;
 	vm->raw_fd = raw;
@@ -2168,15 +2169,27 @@ static void restore_cont(struct qvm *vm)
 	}
 }
 
+static void restore_load_failed(struct qvm *vm)
+{
+	char msg[QE_REASON_MAX];
+	snprintf(msg, sizeof(msg), "QEMU could not load %s%.160s (migration failed)%s%.200s",
+		 vm->used_raw ? "the raw cache of snapshot " : "snapshot ", vm->snap_path,
+		 vm->mig_err[0] ? ": " : "", vm->mig_err);
+	vm_fail_start(vm, msg, true);
+}
+
 static void restore_migrated(struct qvm *vm, bool ok, const char *status)
 {
+	(void)status;
 	if (!ok) {
-		char msg[QE_REASON_MAX];
-		snprintf(msg, sizeof(msg), "QEMU could not load %s%.160s (migration %.16s)%s%.200s",
-			 vm->used_raw ? "the raw cache of snapshot " : "snapshot ", vm->snap_path,
-			 status, vm->job && vm->job->err ? ": " : "",
-			 vm->job && vm->job->err ? vm->job->msg : "");
-		vm_fail_start(vm, msg, true);
+		if (vm->job) {
+			/* The thread knows why (a corrupt frame, a bad checksum):
+			 * end QEMU so it finishes, and fail with its words. */
+			vm->mig_failed = true;
+			vm_kill(vm, SIGKILL);
+			return;
+		}
+		restore_load_failed(vm);
 		return;
 	}
 	vm->t_loaded = lt_now_ns();
@@ -2198,20 +2211,28 @@ static void job_done_cb(void *arg)
 	vm->job = NULL;
 	if (!j->compress) {
 		bool restoring = vm->state == V_RESTORE && vm->start;
-		if (restoring && (j->decode_error || (j->err && !vm->reaped))) {
-			/* QEMU fails too (a cut stream) and exits; say why first. */
-			char msg[QE_REASON_MAX];
-			snprintf(msg, sizeof(msg), "%s", j->msg);
-			bool bad = j->decode_error;
-			job_free(j);
-			vm_fail_start(vm, msg, bad);
-		} else if (restoring && vm->reaped) {
-			job_free(j);
-			vm_fail_start(vm, vm->reason, strstr(vm->reason, "migration") != NULL);
-		} else {
-			job_free(j);
-			if (restoring && vm->mig_done)
-				restore_cont(vm);
+		char msg[QE_REASON_MAX];
+		snprintf(msg, sizeof(msg), "%s", j->msg);
+		bool err = j->err, decode = j->decode_error;
+		job_free(j);
+		if (!restoring)
+			return;
+		if (err)
+			snprintf(vm->mig_err, sizeof(vm->mig_err), "%.150s", msg);
+		if (vm->mig_failed) {
+			restore_load_failed(vm);
+		} else if (decode || (err && vm->mig_done)) {
+			/* The data is bad, whatever QEMU made of it: never cont. */
+			vm_fail_start(vm, msg, true);
+		} else if (vm->reaped) {
+			char why[QE_REASON_MAX];
+			snprintf(why, sizeof(why), "%.300s%s%.150s", vm->reason, err ? "; " : "",
+				 err ? msg : "");
+			vm_fail_start(vm, why, strstr(vm->reason, "migration") != NULL);
+		} else if (err) {
+			/* QEMU's own verdict (a failure) follows; mig_err says why. */
+		} else if (vm->mig_done) {
+			restore_cont(vm);
 		}
 		return;
 	}
