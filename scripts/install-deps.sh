@@ -7,12 +7,12 @@ BUILD_PKGS=(
   build-essential pkg-config
   libarchive-dev libcurl4-openssl-dev libjansson-dev libext2fs-dev
   libsquashfs-dev libzstd-dev libssl-dev libseccomp-dev libmicrohttpd-dev
-  libcmocka-dev libxxhash-dev
+  libcmocka-dev libxxhash-dev libisal-dev
 )
 TEST_PKGS=(
   e2fsprogs squashfs-tools squashfs-tools-ng docker-registry skopeo umoci
   apache2-utils curl wrk busybox-static qemu-system-x86 zstd cpio
-  clang libclang-rt-14-dev iproute2 python3
+  clang libclang-rt-14-dev iproute2 python3 time
 )
 KERNEL_PKGS=(
   linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils

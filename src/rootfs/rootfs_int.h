@@ -163,6 +163,7 @@ struct rf_data {
 
 struct rf_layer {
 	struct archive *a;
+	void *gz;       /* our gzip reader, when the layer is gzip */
 	const char *path;
 	unsigned idx;
 	uint32_t entry; /* index of the current entry */

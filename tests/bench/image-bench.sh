@@ -87,20 +87,6 @@ for ((r = 1; r <= RUNS; r++)); do
 	measure sqfstar sh -c "sqfstar -quiet -no-progress -comp zstd '$T/sqfstar.sqfs' < '$T/flat.tar'"
 done
 
-log "checks"
-e2fsck -fn "$img_ext4" >"$T/fsck" 2>&1 || fail "e2fsck on the lttle image: $(cat "$T/fsck")"
-e2fsck -fn "$T/base.ext4" >/dev/null 2>&1 || fail "e2fsck on the mkfs.ext4 image"
-unsquashfs -s "$img_sqfs" >/dev/null || fail "unsquashfs on the lttle image"
-if [ "$VERIFY" = 1 ]; then
-	log "verify: lttle's tree = umoci's tree (minus /.lttle, /lost+found and the root)"
-	python3 "$LTTLE_ROOT/tests/lib/mklayer.py" ls-sqfs "$img_sqfs" |
-		grep -v '^/\.lttle\|^/ ' >"$T/ls.lttle"
-	python3 "$LTTLE_ROOT/tests/lib/mklayer.py" ls-tar "$T/flat.tar" | grep -v '^/ ' >"$T/ls.umoci"
-	diff -q "$T/ls.umoci" "$T/ls.lttle" >/dev/null ||
-		{ diff "$T/ls.umoci" "$T/ls.lttle" | head -20; fail "trees differ"; }
-	echo "trees match: $(wc -l <"$T/ls.lttle") entries"
-fi
-
 lt_a=$(sum "$(best lpull)" "$(best lext4)")
 base_a=$(sum "$(best skopeo)" "$(best umoci)" "$(best mkfs)")
 sz() { stat -c %s "$1"; }
@@ -130,3 +116,18 @@ Machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg). Best of $RUNS run
 
 Peak RSS of lttle build: ext4 $(rss_mb lext4) MB, squashfs $(rss_mb lsqfs) MB (target < 64 MB)
 EOF
+
+log "checks: e2fsck, unsquashfs"
+e2fsck -fn "$img_ext4" >"$T/fsck" 2>&1 || fail "e2fsck on the lttle image: $(cat "$T/fsck")"
+e2fsck -fn "$T/base.ext4" >/dev/null 2>&1 || fail "e2fsck on the mkfs.ext4 image"
+unsquashfs -s "$img_sqfs" >/dev/null || fail "unsquashfs on the lttle image"
+if [ "$VERIFY" = 1 ]; then
+	log "verify: lttle's tree = umoci's tree (minus /.lttle, /lost+found and the root)"
+	python3 "$LTTLE_ROOT/tests/lib/mklayer.py" ls-sqfs "$img_sqfs" |
+		grep -v '^/\.lttle\|^/ ' >"$T/ls.lttle"
+	python3 "$LTTLE_ROOT/tests/lib/mklayer.py" ls-tar "$T/flat.tar" | grep -v '^/ ' >"$T/ls.umoci"
+	diff -q "$T/ls.umoci" "$T/ls.lttle" >/dev/null ||
+		{ diff "$T/ls.umoci" "$T/ls.lttle" | head -20; fail "trees differ"; }
+	echo "trees match: $(wc -l <"$T/ls.lttle") entries"
+fi
+

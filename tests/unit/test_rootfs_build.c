@@ -428,6 +428,26 @@ static void test_reproducible(void **state)
 	}
 }
 
+/* gzip streams of several members (pigz / concatenated gzip) and with
+ * trailing zero padding decode whole. */
+static void test_gzip_members(void **state)
+{
+	(void)state;
+	rt_need_tools();
+	const char *tar = rt_layer("l.tar", "[{\"path\":\"a\",\"size\":700000,\"seed\":5},"
+				   "{\"path\":\"b/c\",\"content\":\"tail\"}]");
+	const char *gz = rt_path("multi.tar.gz");
+	char *o = rt_runf(NULL, "(head -c 300032 %s | gzip -1; tail -c +300033 %s | gzip -9;"
+			  " head -c 1000 /dev/zero) > %s", tar, tar, gz);
+	free(o);
+	const char *layers[] = {gz};
+	rt_build_both_expect(layers, 1,
+		"/ d 0755 0:0 " T0 "\n"
+		"/a f 0644 0:0 " T0 " 700000 sha256:c90bd60de569a7b6\n"
+		"/b d 0755 0:0 " T0 "\n"
+		"/b/c f 0644 0:0 " T0 " 4 sha256:0c62f876ef1dea83\n");
+}
+
 /* No layers at all: just the injects (and the root). */
 static void test_no_layers(void **state)
 {
@@ -474,6 +494,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_inodes, rt_setup, rt_teardown),
 		cmocka_unit_test_setup_teardown(test_reproducible, rt_setup, rt_teardown),
 		cmocka_unit_test_setup_teardown(test_no_layers, rt_setup, rt_teardown),
+		cmocka_unit_test_setup_teardown(test_gzip_members, rt_setup, rt_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

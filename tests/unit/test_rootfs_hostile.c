@@ -218,11 +218,28 @@ static void test_damaged_layers(void **state)
 	const char *want3[] = {"layer 1 (junk.bin)", NULL};
 	expect_failure(layers3, 1, NULL, want3, "garbage");
 
+	/* valid gzip around bytes that are not a tar */
+	const char *gzjunk = rt_path("junk.gz");
+	o = rt_runf(NULL, "gzip -c < %s > %s", junk, gzjunk);
+	free(o);
+	const char *layers5[] = {gzjunk};
+	const char *want5[] = {"layer 1 (junk.gz)", NULL};
+	expect_failure(layers5, 1, NULL, want5, "gzip of garbage");
+
+	/* a corrupt deflate stream behind a valid gzip header */
+	const char *gzbad = rt_path("bad.tar.gz");
+	o = rt_runf(NULL, "head -c 20 %s > %s && head -c 4000 %s >> %s", good, gzbad, junk, gzbad);
+	free(o);
+	const char *layers6[] = {gzbad};
+	const char *want6[] = {"layer 1 (bad.tar.gz)", NULL};
+	expect_failure(layers6, 1, NULL, want6, "corrupt deflate");
+
 	const char *layers4[] = {rt_path("missing.tar")};
 	const char *want4[] = {"layer 1 (missing.tar)", "cannot open", NULL};
 	expect_failure(layers4, 1, NULL, want4, "missing");
 
-	const char *keep[] = {"good.tar.gz", "cut.tar.gz", "plain.tar", "junk.bin", "spec.json", NULL};
+	const char *keep[] = {"good.tar.gz", "cut.tar.gz", "plain.tar", "junk.bin", "junk.gz",
+			      "bad.tar.gz", "spec.json", NULL};
 	rt_expect_dir_only(keep);
 }
 

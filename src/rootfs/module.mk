@@ -1,0 +1,2 @@
+# rootfs: gzip layers are inflated with ISA-L (libisal-dev).
+LDLIBS += -lisal
