@@ -47,7 +47,7 @@ TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TESTLIB_SRCS))
 #   UNIT_EXTRA_test_foo := objs...
 UNIT_EXTRA :=
 
-.PHONY: all check test unit asan fuzz bench demo e2e clean deps
+.PHONY: all check test unit asan fuzz bench bench-proxy demo e2e clean deps
 all: $(BUILD)/lttle $(BUILD)/ignitiond $(if $(filter build,$(BUILD)),lttle)
 
 # Every fragment may add to `all`, unit-test extras and its own targets.
@@ -117,6 +117,16 @@ bench: all
 
 demo: all
 	bash scripts/demo.sh
+
+# Issue 7's figures side by side: wake latency by tier on the lttle VMM
+# (tiny vsock guest) with density, the QEMU engine with the httpd image
+# under TCG against the bare QEMU steps, and the proxy's overhead.
+bench-proxy: all test-prereqs
+	$(MAKE) bench-wake
+	@echo "== QEMU engine (httpd image, TCG)"
+	@LTTLE_BUILD=$(CURDIR)/$(BUILD) LTTLE_BIN=$(CURDIR)/$(BUILD)/lttle \
+		bash tests/integration/75-qemu-engine.sh | grep -E "QEMU engine|SIDE"
+	$(MAKE) bench-proxy-overhead
 
 # Full stack on the lttle VMM; prints why it skips without VT-x/AMD-V.
 e2e: all test-prereqs
