@@ -423,6 +423,9 @@ int main(int argc, char **argv)
 		printf("ok: the orphaned QEMU %d was killed and its directory removed\n",
 		       check_orphan);
 		lt_engine_qemu_free(eng);
+		lt_loop_free(loop);
+		free(run_dir);
+		free(snap);
 		return 0;
 	}
 	printf("ok: engine accel %s\n", lt_engine_qemu_accel(eng));
@@ -447,9 +450,13 @@ int main(int argc, char **argv)
 		spin_ms(100);
 		lt_pool_free(pool);
 		lt_engine_qemu_free(eng);
+		lt_qemu_app_free(cfg);
+		lt_loop_free(loop);
 		if (count_dir(run_dir) != 0)
 			FAIL("run dir not empty after a failed boot");
 		printf("ok: the failed boot was reported and cleaned up\n");
+		free(run_dir);
+		free(snap);
 		return 0;
 	}
 	if (console_min) {
@@ -475,9 +482,13 @@ int main(int argc, char **argv)
 		printf("ok: a %ld-byte console flood is kept as %lld + %lld bytes (cap %lld)\n",
 		       console_min, (long long)b.st_size, (long long)a.st_size, (long long)cap);
 		free(old);
+		free(run_dir);
+		free(snap);
 		remove_app(c);
 		lt_pool_free(pool);
 		lt_engine_qemu_free(eng);
+		lt_qemu_app_free(cfg);
+		lt_loop_free(loop);
 		return 0;
 	}
 	if (bench) {
@@ -494,9 +505,13 @@ int main(int argc, char **argv)
 		remove_app(sa);
 		lt_pool_free(pool);
 		lt_engine_qemu_free(eng);
+		lt_qemu_app_free(cfg);
+		lt_loop_free(loop);
 		if (count_dir(run_dir) != 0)
 			FAIL("bench: run dir not empty");
 		printf("BENCH fresh_ms=%.0f shell_ms=%.0f\n", fm, sm);
+		free(run_dir);
+		free(snap);
 		return 0;
 	}
 	if (leave_orphan) {
