@@ -1289,6 +1289,7 @@ static void vm_on_exit(struct qvm *vm)
 		}
 		while (vm->conns)
 			conn_finish(vm->conns, -1, vm->reason);
+		job_detach(vm); /* a snapshot being written is dropped */
 		vm_set_state(vm, V_STOP); /* only stop is left to do */
 		/* Last: the pool usually calls stop right here, which frees vm. */
 		lt_instance_exited(vm->inst, vm->reason);
