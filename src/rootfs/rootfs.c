@@ -50,38 +50,7 @@ static void limits_with_defaults(const struct rootfs_limits *in, struct rootfs_l
 		out->max_metadata = 512ull << 20;
 }
 
-/* ---- pass 1 ---------------------------------------------------------- */
-
-static int scan_layer(struct rf_build *b, unsigned i)
-{
-	const char *path = b->spec->layers[i];
-	char label[16], title[64];
-	rf_layer_label(path, label, sizeof(label));
-	snprintf(title, sizeof(title), "reading layer %u/%zu %s", i + 1, b->spec->n_layers, label);
-	struct stat st;
-	int item = lt_progress_add(b->spec->progress, title, stat(path, &st) == 0 ? (uint64_t)st.st_size : 0);
-	struct rf_layer l;
-	if (rf_layer_open(&l, path, i) < 0)
-		return -1;
-	b->tree.layer_name = label;
-	struct archive_entry *e;
-	int r;
-	uint32_t n = 0;
-	while ((r = rf_layer_next(&l, &e)) > 0) {
-		if ((r = rf_tree_apply(&b->tree, i, l.entry, e)) < 0)
-			break;
-		if ((++n & 1023) == 0)
-			lt_progress_update(b->spec->progress, item, rf_layer_bytes_read(&l));
-	}
-	b->tree.layer_name = NULL;
-	rf_layer_close(&l);
-	if (r < 0)
-		return -1;
-	char status[32];
-	snprintf(status, sizeof(status), "scanned %u entries", n);
-	lt_progress_done(b->spec->progress, item, status);
-	return 0;
-}
+/* ---- injects -------------------------------------------------------- */
 
 static int inject_size(const struct rootfs_inject *inj, uint64_t *size)
 {
@@ -386,9 +355,8 @@ int rootfs_build(const struct rootfs_spec *spec, const char *out_path, struct ro
 	int rc = -1;
 
 	uint64_t t0 = lt_now_ns();
-	for (unsigned i = 0; i < spec->n_layers; i++)
-		if (scan_layer(&b, i) < 0)
-			goto done;
+	if (rf_scan_layers(&b) < 0)
+		goto done;
 	uint64_t t1 = lt_now_ns();
 	if (add_injects(&b) < 0 || derive_identity(&b) < 0 || make_plan(&b, &plan) < 0)
 		goto done;

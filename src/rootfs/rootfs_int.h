@@ -206,4 +206,7 @@ struct rf_build {
 	uint8_t uuid[16];     /* derived from the inputs */
 };
 
+/* Pass 1 (scan.c): every layer's headers, applied to b->tree in order. */
+int rf_scan_layers(struct rf_build *b);
+
 #endif
