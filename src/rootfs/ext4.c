@@ -11,6 +11,7 @@
 #include "rootfs_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #define STAGE_BLOCKS 256u     /* 1 MiB of file data per write */
 #define EXT_MAX_LEN 32768u    /* blocks in one initialized extent */
 #define LINK_MAX_DIR 65000u
+#define WRITEBACK_BLOCKS (64u << 20 >> 12) /* kick writeback every 64 MiB */
 #define FAST_SYMLINK_MAX 59u
 #define EXTRA_ISIZE ((uint16_t)(sizeof(struct ext2_inode_large) - EXT2_GOOD_OLD_INODE_SIZE))
 
@@ -42,6 +44,7 @@ struct ext4w {
 	struct run *ext;
 	size_t n_ext, cap_ext;
 	uint64_t file_blocks;
+	uint64_t unsynced;    /* blocks written since the last writeback kick */
 	ext2_ino_t next_ino;
 	uint8_t *dirbuf;
 	size_t dir_cap;
@@ -205,6 +208,7 @@ static int write_blocks(struct ext4w *w, int fd, const uint8_t *buf, uint64_t lb
 		    add_extent(w, lblk, p, got) < 0)
 			return -1;
 		w->file_blocks += got;
+		w->unsynced += got;
 		buf += got * BS;
 		lblk += got;
 		n -= got;
@@ -369,6 +373,11 @@ static int ext4_file(struct rf_build *b, struct rf_inode *in, struct rf_data *d)
 	}
 	if (r < 0 || stage_flush(w, b->fd) < 0)
 		return -1;
+	/* Start writeback as we go, so the final fsync has little left. */
+	if (w->unsynced >= WRITEBACK_BLOCKS) {
+		sync_file_range(b->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		w->unsynced = 0;
+	}
 	struct ext2_inode_large li;
 	fill_inode(in, &li, (uint16_t)in->nlink);
 	errcode_t err = ext2fs_inode_size_set(w->fs, EXT2_INODE(&li), in->size);
