@@ -79,4 +79,14 @@
  * The host side says "CONNECT P\n" on the VM's vsock unix socket. */
 #define LT_GUEST_CMDLINE_PORTS "lttle.ports="
 
+/* Restore notice without a reply path: QEMU's isa-debugcon cannot answer
+ * reads, so the QEMU engine gives the guest a second UART (ISA 0x2f8, irq
+ * 3: ttyS1) and names it on the cmdline as lttle.restore_tty=ttyS1. After
+ * each restore the host writes one "!restored WALL_NS ENTROPY_HEX\n" line
+ * there (the reply format above); the guest init reads the tty, steps the
+ * clock, reseeds the RNG and reports "log restored". */
+#define LT_GUEST_CMDLINE_RESTORE_TTY "lttle.restore_tty="
+#define LT_GUEST_RESTORE_IOBASE 0x2f8
+#define LT_GUEST_RESTORE_IRQ 3
+
 #endif
