@@ -96,12 +96,15 @@ int lt_seccomp_install(const char *const *extra)
 			rc = lt_fail("seccomp: unknown syscall %s", extra[i]);
 	}
 	/* Guest-initiated vsock connections open unix sockets only. */
-	if (rc == 0 && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-					SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
+	/* Spelled out: clang's -Wmissing-field-initializers rejects SCMP_A0(). */
+	const struct scmp_arg_cmp unix_only = {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_UNIX};
+	if (rc == 0 && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, unix_only) < 0)
 		rc = lt_fail("seccomp: socket rule");
 	for (size_t i = 0; i < LT_ARRAY_LEN(ioctls) && rc == 0; i++)
 		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-				     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, ioctls[i])) < 0)
+				     (struct scmp_arg_cmp){.arg = 1, .op = SCMP_CMP_MASKED_EQ,
+							   .datum_a = 0xffffffffUL,
+							   .datum_b = ioctls[i]}) < 0)
 			rc = lt_fail("seccomp: ioctl rule");
 	if (rc == 0) {
 		int e = seccomp_load(ctx);

@@ -5,7 +5,8 @@
 #   make fuzz-run FUZZ=manifest SECONDS=300   run one for a while
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRCS))
-FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	-Wno-gnu-variable-sized-type-not-at-end
 
 fuzz:
 	$(MAKE) BUILD=build-fuzz CC=clang SAN="$(FUZZ_SAN)" OPT=-O1 \
