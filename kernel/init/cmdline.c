@@ -196,6 +196,12 @@ static int apply_param(struct li_cmdline *c, const char *key, const char *v)
 		c->log_console = !strcmp(v, "console");
 		return 0;
 	}
+	if (!strcmp(key, "lttle.restore_tty")) {
+		size_t n = strlen(v);
+		if (n == 0 || n > 31 || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != n)
+			return lt_fail("lttle.restore_tty=%.40s: expected a tty name like ttyS1", v);
+		return set_str(&c->restore_tty, v);
+	}
 	if (!strcmp(key, "ip"))
 		return parse_ip(v, c);
 	return 0; /* someone else's parameter */
@@ -260,5 +266,6 @@ void li_cmdline_free(struct li_cmdline *c)
 	free(c->overlay_dev);
 	free(c->ip);
 	free(c->events);
+	free(c->restore_tty);
 	memset(c, 0, sizeof(*c));
 }

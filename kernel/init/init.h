@@ -57,6 +57,7 @@ struct li_cmdline {
 	char **dns;        /* lttle.dns=A,B, NULL-terminated */
 	char *events;      /* lttle.events=PATH: events to a file, not the port */
 	bool log_console;  /* lttle.log=console: init logs to stderr, not kmsg */
+	char *restore_tty; /* lttle.restore_tty=ttyS1: the host's restore notices */
 };
 
 /* Parses /proc/cmdline text:
@@ -69,6 +70,8 @@ struct li_cmdline {
  *   lttle.overlay=auto|none|tmpfs|/dev/DISK
  *   lttle.events=PATH  lttle.log=kmsg|console  (running init outside a VM:
  *       event lines go to PATH instead of the guest port, logs to stderr)
+ *   lttle.restore_tty=NAME  a tty under /dev ([A-Za-z0-9], at most 31
+ *       characters) carrying the host's "!restored" lines (restore.c)
  *   ip=CLIENT:SERVER:GW:MASK:HOST:DEV:AUTOCONF[:DNS0:DNS1] (kernel IP_PNP)
  * Parameters after "--" belong to init's argv and are ignored. */
 int li_cmdline_parse(const char *text, struct li_cmdline *out);
@@ -176,6 +179,38 @@ int li_port_send(struct li_port *p, const char *event, const char *fmt, ...) LT_
 /* Parses a host reply line. Returns 1 for "!restored WALL_NS HEX" (fills
  * wall_ns and seed), 0 for any other line. */
 int li_port_parse_reply(const char *line, uint64_t *wall_ns, uint8_t seed[32]);
+
+/* ---- restore notices on a tty (restore.c) ------------------------------ */
+
+#define LI_RESTORE_SEED 32
+
+/* Where a valid notice goes; tests inject their own. Each returns 0 or
+ * -1 with lt_fail(). */
+struct li_restore_sink {
+	int (*set_clock)(void *ctx, uint64_t wall_ns);
+	int (*add_entropy)(void *ctx, const uint8_t *seed, size_t n);
+	void *ctx;
+};
+/* clock_settime(CLOCK_REALTIME); RNDADDENTROPY (credited) + RNDRESEEDCRNG. */
+extern const struct li_restore_sink li_restore_sink_system;
+
+/* Strict "!restored WALL_NS HEX64" (one optional trailing '\r'): WALL_NS
+ * 1..2^63-1 in at most 19 digits, exactly 64 hex digits, single spaces,
+ * nothing else. line[0..len) need not be NUL-terminated. 0 or -1. */
+int li_restore_parse(const char *line, size_t len, uint64_t *wall_ns,
+		     uint8_t seed[LI_RESTORE_SEED]);
+/* Parses and applies one line: 1 applied, 0 not a valid notice (nothing
+ * done), -1 a sink failed (entropy is still offered first). */
+int li_restore_apply(const char *line, size_t len, const struct li_restore_sink *s);
+/* Reads one '\n'-terminated line into buf (NUL-terminated, no '\n').
+ * Returns its length, -2 when it did not fit cap - 1 bytes (the rest of
+ * it was consumed), -1 on EOF or error. */
+ssize_t li_restore_read_line(int fd, char *buf, size_t cap);
+/* Applies notices from fd until it fails; reports through port. */
+int li_restore_serve(int fd, const struct li_restore_sink *s, struct li_port *port);
+/* Opens /dev/TTY raw and forks the reader ("lttle-restore"); returns its
+ * pid, or 0 when tty is NULL or it cannot start (logged). */
+pid_t li_restore_start(const char *tty, struct li_port *port);
 
 /* ---- seccomp listen()/bind() hook (seccomp.c) --------------------------- */
 

@@ -421,6 +421,10 @@ int main(void)
 		fatal();
 	}
 
+	/* Before the app: it is listening (and snapshotted) by the time the
+	 * first restore can happen. */
+	li_restore_start(cl.restore_tty, &port);
+
 	struct app a;
 	if (prepare_app(&cl, &a) < 0)
 		fatal();
