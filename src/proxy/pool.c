@@ -508,9 +508,9 @@ static int start_one(struct lt_app *a)
 {
 	if (lt_timer_armed(&a->start_retry) || a->closing)
 		return -1;
-	if (count_live_current(a) >= a->pol.max)
-		return -1;
-	/* Tier 3: the most recently paused instance. */
+	/* Tier 3: the most recently paused instance. It is already counted
+	 * in max, so it comes before that check (at max=1 it is the only
+	 * way back). */
 	for (;;) {
 		struct lt_instance *p = NULL;
 		for (struct lt_list *l = a->insts.next; l != &a->insts; l = l->next) {
@@ -524,6 +524,8 @@ static int start_one(struct lt_app *a)
 		if (inst_resume(p) == 0)
 			return LT_TIER_RESUME;
 	}
+	if (count_live_current(a) >= a->pol.max)
+		return -1;
 	struct lt_gen *g = a->gen;
 	struct lt_engine *e = g->engine;
 	for (;;) {
