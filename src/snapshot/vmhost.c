@@ -767,6 +767,11 @@ static int server_start(struct lt_vmhost *h)
 		}
 		fcntl(h->o.control_fd, F_SETFD, FD_CLOEXEC);
 		k->fd = h->o.control_fd;
+		/* The owner that handed us a connected socket sees every event
+		 * from the first: subscribing only when its "events" command
+		 * was read lost the ones published before (a shell's
+		 * "shell-ready" under load, and the owner waited forever). */
+		k->subscribed = true;
 		ev.data.fd = k->fd;
 		if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, k->fd, &ev) < 0) {
 			free(k);
