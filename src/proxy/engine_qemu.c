@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -48,6 +49,9 @@ extern char **environ;
 #define QE_RAW_HDR 32
 /* The guest's address on QEMU user networking and its gateway/DNS. */
 #define QE_GUEST_IP "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3"
+/* The second UART (after the console's ttyS0) carries restore notices:
+ * isa-debugcon cannot answer the guest's reads (guest_abi.h). */
+#define QE_RESTORE_TTY "ttyS1"
 
 /* ==== guest lines, triggers, snapshot header (pure helpers) ============= */
 
@@ -367,7 +371,8 @@ static int build_append(struct qcfg *c, const struct lt_qemu_app *a)
 	if (!rc && c->rootfs && a->rootfs_type)
 		rc = lt_buf_printf(&b, " rootfstype=%s", a->rootfs_type);
 	if (!rc)
-		rc = lt_buf_printf(&b, " " QE_GUEST_IP);
+		rc = lt_buf_printf(&b, " " QE_GUEST_IP " " LT_GUEST_CMDLINE_RESTORE_TTY "%s",
+				   QE_RESTORE_TTY);
 	for (size_t i = 0; !rc && i < c->nports; i++)
 		rc = lt_buf_printf(&b, "%s%u", i ? "," : " " LT_GUEST_CMDLINE_PORTS, c->ports[i]);
 	for (size_t i = 0; !rc && a->env && a->env[i]; i++) {
@@ -539,6 +544,7 @@ struct qvm {
 	struct lt_watch trigw;
 	int ser_fd, ser_log;
 	struct lt_watch serw;
+	int rst_fd; /* host -> guest restore notices (ttyS1); never read */
 	uint64_t ser_bytes;
 	char tl[LT_GUEST_LINE_MAX];
 	size_t tl_len;
@@ -1078,6 +1084,10 @@ static void drop_trig(struct qvm *vm)
 
 static void drop_serial(struct qvm *vm)
 {
+	if (vm->rst_fd >= 0) {
+		close(vm->rst_fd);
+		vm->rst_fd = -1;
+	}
 	if (vm->ser_fd >= 0) {
 		lt_watch_del(&vm->serw);
 		close(vm->ser_fd);
@@ -1558,6 +1568,7 @@ static void args_free(struct argv *a)
 #define QE_FD_TRIG 3
 #define QE_FD_QMP 4
 #define QE_FD_SER 5
+#define QE_FD_RST 6
 
 static int build_args(struct qvm *vm, bool incoming, struct argv *a)
 {
@@ -1623,6 +1634,11 @@ static int build_args(struct qvm *vm, bool incoming, struct argv *a)
 	arg_add(a, lt_sprintf("socket,id=ser,fd=%d", QE_FD_SER));
 	arg_add(a, lt_strdup("-serial"));
 	arg_add(a, lt_strdup("chardev:ser"));
+	arg_add(a, lt_strdup("-chardev"));
+	arg_add(a, lt_sprintf("socket,id=rst,fd=%d", QE_FD_RST));
+	arg_add(a, lt_strdup("-device"));
+	arg_add(a, lt_sprintf("isa-serial,chardev=rst,iobase=0x%x,irq=%d", LT_GUEST_RESTORE_IOBASE,
+			      LT_GUEST_RESTORE_IRQ));
 	if (incoming) {
 		arg_add(a, lt_strdup("-S"));
 		arg_add(a, lt_strdup("-incoming"));
@@ -1632,7 +1648,7 @@ static int build_args(struct qvm *vm, bool incoming, struct argv *a)
 }
 
 static int spawn_qemu(struct qvm *vm, char **argv, int trig_child, int qmp_child,
-		      int ser_child)
+		      int ser_child, int rst_child)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -1647,7 +1663,8 @@ static int spawn_qemu(struct qvm *vm, char **argv, int trig_child, int qmp_child
 	posix_spawn_file_actions_adddup2(&fa, trig_child, QE_FD_TRIG);
 	posix_spawn_file_actions_adddup2(&fa, qmp_child, QE_FD_QMP);
 	posix_spawn_file_actions_adddup2(&fa, ser_child, QE_FD_SER);
-	posix_spawn_file_actions_addclosefrom_np(&fa, QE_FD_SER + 1);
+	posix_spawn_file_actions_adddup2(&fa, rst_child, QE_FD_RST);
+	posix_spawn_file_actions_addclosefrom_np(&fa, QE_FD_RST + 1);
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &all);
 	posix_spawnattr_setpgroup(&at, 0); /* terminal signals are the daemon's */
@@ -1685,6 +1702,7 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 	vm->state = V_DETACHED;
 	vm_set_state(vm, state);
 	vm->pidfd = vm->trig_fd = vm->snap_fd = vm->raw_fd = vm->ser_fd = vm->ser_log = -1;
+	vm->rst_fd = -1;
 	lt_timer_init(&vm->kill_t, kill_fired);
 	vm->next = e->vms;
 	vm->pprev = &e->vms;
@@ -1698,7 +1716,7 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 			*p = '_';
 	if (vm->label[0] == '.')
 		vm->label[0] = '_';
-	int trig[2] = {-1, -1}, qmp[2] = {-1, -1}, ser[2] = {-1, -1};
+	int trig[2] = {-1, -1}, qmp[2] = {-1, -1}, ser[2] = {-1, -1}, rst[2] = {-1, -1};
 	struct argv a = {0};
 	vm->dir = lt_path_join(e->run_dir, vm->label);
 	vm->serial = vm->dir ? lt_path_join(vm->dir, "serial.log") : NULL;
@@ -1714,14 +1732,16 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 			goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, trig) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) < 0 ||
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ser) < 0) {
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ser) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rst) < 0) {
 		lt_fail_errno("socketpair");
 		goto fail;
 	}
 	trig[1] = high_fd(trig[1]);
 	qmp[1] = high_fd(qmp[1]);
 	ser[1] = high_fd(ser[1]);
-	if (trig[1] < 0 || qmp[1] < 0 || ser[1] < 0) {
+	rst[1] = high_fd(rst[1]);
+	if (trig[1] < 0 || qmp[1] < 0 || ser[1] < 0 || rst[1] < 0) {
 		lt_fail_errno("fcntl(F_DUPFD)");
 		goto fail;
 	}
@@ -1731,13 +1751,23 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 		goto fail;
 	}
 	if (build_args(vm, incoming, &a) < 0 ||
-	    spawn_qemu(vm, a.v, trig[1], qmp[1], ser[1]) < 0)
+	    spawn_qemu(vm, a.v, trig[1], qmp[1], ser[1], rst[1]) < 0)
 		goto fail;
 	vm->reaped = false;
 	close(trig[1]);
 	close(qmp[1]);
 	close(ser[1]);
-	trig[1] = qmp[1] = ser[1] = -1;
+	close(rst[1]);
+	trig[1] = qmp[1] = ser[1] = rst[1] = -1;
+	/* Nonblocking: a guest that never reads ttyS1 must not stall the loop. */
+	vm->rst_fd = rst[0];
+	rst[0] = -1;
+	int rfl = fcntl(vm->rst_fd, F_GETFL);
+	if (rfl < 0 || fcntl(vm->rst_fd, F_SETFL, rfl | O_NONBLOCK) < 0) {
+		lt_warn("qemu %s: restore channel: %s", vm->label, strerror(errno));
+		close(vm->rst_fd);
+		vm->rst_fd = -1;
+	}
 	args_free(&a);
 	a = (struct argv){0};
 	char pid[24];
@@ -1813,6 +1843,8 @@ fail:
 			close(qmp[i]);
 		if (ser[i] >= 0)
 			close(ser[i]);
+		if (rst[i] >= 0)
+			close(rst[i]);
 	}
 	args_free(&a);
 	{
@@ -2161,8 +2193,47 @@ static void on_restore_cont(void *arg, json_t *ret, const char *err)
 	op_finish(op, 0, NULL);
 }
 
+int lt_qemu_restore_notice(char *buf, size_t cap, uint64_t wall_ns, const uint8_t seed[32])
+{
+	static const char hex[] = "0123456789abcdef";
+	char h[65];
+	for (int i = 0; i < 32; i++) {
+		h[2 * i] = hex[seed[i] >> 4];
+		h[2 * i + 1] = hex[seed[i] & 15];
+	}
+	h[64] = '\0';
+	int n = snprintf(buf, cap, "%crestored %llu %s\n", LT_GUEST_REPLY_MARK,
+			 (unsigned long long)wall_ns, h);
+	explicit_bzero(h, sizeof(h));
+	if (n < 0 || (size_t)n >= cap || n > LT_GUEST_LINE_MAX)
+		return lt_fail("restore notice does not fit %zu bytes", cap);
+	return n;
+}
+
+/* Sent before `cont`, once the state is loaded: the guest finds the line
+ * in its UART as it resumes, and reseeds/steps the clock before it can
+ * serve much. A failure is logged: the instance still works, but shares
+ * its RNG state with its siblings. */
+static void send_restore_notice(struct qvm *vm)
+{
+	uint8_t seed[32];
+	char line[LT_GUEST_LINE_MAX + 1];
+	ssize_t got = getrandom(seed, sizeof(seed), 0);
+	int n = got == (ssize_t)sizeof(seed)
+			? lt_qemu_restore_notice(line, sizeof(line), lt_wall_ns(), seed)
+			: lt_fail_errno("getrandom");
+	explicit_bzero(seed, sizeof(seed));
+	if (n >= 0 && vm->rst_fd >= 0 && write(vm->rst_fd, line, (size_t)n) != n)
+		n = lt_fail_errno("writing the restore notice");
+	explicit_bzero(line, sizeof(line));
+	if (n < 0)
+		lt_warn("qemu %s: the guest gets no fresh entropy or clock: %s", vm->label,
+			lt_errmsg());
+}
+
 static void restore_cont(struct qvm *vm)
 {
+	send_restore_notice(vm);
 	if (lt_qmp_command(vm->qmp, "cont", NULL, -1, on_restore_cont, vm) < 0) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "restore: %s", lt_errmsg());

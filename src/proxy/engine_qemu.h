@@ -202,6 +202,10 @@ struct lt_gline {
 /* Parses one line (without its '\n'). -1 (no message: the guest is not
  * worth a log line per byte) for anything malformed. */
 int lt_gline_parse(const char *line, struct lt_gline *g);
+/* The line the engine writes on the guest's restore tty after a restore
+ * (guest_abi.h): "!restored WALL_NS HEX64\n" into buf. Returns its length
+ * or -1 when cap is too small. */
+int lt_qemu_restore_notice(char *buf, size_t cap, uint64_t wall_ns, const uint8_t seed[32]);
 
 /* Does g fire trigger t? *listens counts successful listens so far and is
  * updated. */

@@ -343,6 +343,58 @@ static bool pid_alive(int pid)
 	return alive;
 }
 
+/* ---- uniqueness after restore ------------------------------------------------------------ */
+
+/* One request through the pool on a fresh restore; prints its body's
+ * lines as "BODY<n> <line>" for the script to compare. */
+static void unique_request(struct lt_app *app, int n)
+{
+	struct acq a = {.fd = -1};
+	if (!lt_app_acquire(app, gport, &acq_ops, &a))
+		FAIL("unique %d: acquire refused at once: %s", n, lt_errmsg());
+	if (!run_until(&a.done, 120000) || !a.pc)
+		FAIL("unique %d: no instance: %s", n, a.why);
+	if (lt_pool_conn_tier(a.pc) != LT_TIER_RESTORE)
+		FAIL("unique %d: served by tier %s, not a restore", n,
+		     lt_tier_name(lt_pool_conn_tier(a.pc)));
+	char *body = http_get(a.fd, 20000, NULL);
+	if (!body || !strstr(body, expect))
+		FAIL("unique %d: body \"%.80s\" lacks \"%s\"", n, body ? body : "", expect);
+	printf("HOST%d %lld\n", n, (long long)(lt_wall_ns() / 1000000000ull));
+	for (char *l = strtok(body, "\r\n"); l; l = strtok(NULL, "\r\n"))
+		printf("BODY%d %s\n", n, l);
+	fflush(stdout);
+	close(a.fd);
+	lt_pool_conn_release(a.pc, 0, 0);
+}
+
+/* Snapshot once, wait stale_s seconds (a restored guest without a fresh
+ * clock is then visibly behind), restore two instances in turn and show
+ * what each serves. */
+static void unique_mode(void *cfg, const char *snap, int stale_s)
+{
+	struct lt_app *dep = add_app("deploy", cfg, NULL, 1, 0);
+	if (!run_until(&saw_running, 120000))
+		FAIL("unique: no instance reached its trigger within 120 s");
+	struct lt_instance *inst = running_instance(dep);
+	struct opdone sd = {0};
+	if (!inst || eng->ops->snapshot(eng, inst, snap, op_cb, &sd) < 0)
+		FAIL("unique: snapshot: %s", inst ? lt_errmsg() : "no running instance");
+	if (!run_until(&sd.done, 60000) || sd.err)
+		FAIL("unique: snapshot: %s", sd.done ? sd.msg : "timed out");
+	printf("SNAPSHOT %lld\n", (long long)(lt_wall_ns() / 1000000000ull));
+	remove_app(dep);
+	spin_ms(stale_s * 1000);
+	struct lt_app *app = add_app("unique", cfg, snap, 0, 0);
+	for (int n = 1; n <= 2; n++) {
+		unique_request(app, n);
+		drop_instances(app);
+	}
+	if (stats(app).restores != 2)
+		FAIL("unique: %llu restores, expected 2", (unsigned long long)stats(app).restores);
+	remove_app(app);
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 static void usage(void)
@@ -352,7 +404,7 @@ static void usage(void)
 		"         --work DIR [--cmdline X] [--port 8080] [--path /] [--expect TEXT]\n"
 		"         [--mem MiB] [--rounds N] [--skip-corrupt] [--no-raw-cache]\n"
 		"         [--leave-orphan | --check-orphan PID | --bench SNAPSHOT |\n"
-		"          --console-check BYTES | --expect-boot-fail]\n");
+		"          --console-check BYTES | --expect-boot-fail | --unique STALE_S]\n");
 	exit(2);
 }
 
@@ -366,7 +418,7 @@ int main(int argc, char **argv)
 		{"no-raw-cache", 0, 0, 'R'},
 		{"leave-orphan", 0, 0, 'O'},  {"check-orphan", 1, 0, 'C'},
 		{"bench", 1, 0, 'B'},	      {"console-check", 1, 0, 'K'},
-		{"expect-boot-fail", 0, 0, 'F'},
+		{"expect-boot-fail", 0, 0, 'F'}, {"unique", 1, 0, 'U'},
 		{0, 0, 0, 0}};
 	struct lt_qemu_app app = {0};
 	const char *work = NULL;
@@ -376,6 +428,7 @@ int main(int argc, char **argv)
 	const char *bench = NULL;
 	long console_min = 0;
 	bool expect_boot_fail = false;
+	int unique_stale = -1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k': app.kernel = optarg; break;
@@ -396,6 +449,7 @@ int main(int argc, char **argv)
 		case 'B': bench = optarg; break;
 		case 'K': console_min = atol(optarg); break;
 		case 'F': expect_boot_fail = true; break;
+		case 'U': unique_stale = atoi(optarg); break;
 		default: usage();
 		}
 	}
@@ -525,6 +579,17 @@ int main(int argc, char **argv)
 		printf("ORPHAN %d\n", oi.pid);
 		fflush(stdout);
 		_exit(0);
+	}
+
+	if (unique_stale >= 0) {
+		unique_mode(cfg, snap, unique_stale);
+		lt_pool_free(pool);
+		lt_engine_qemu_free(eng);
+		lt_qemu_app_free(cfg);
+		lt_loop_free(loop);
+		free(run_dir);
+		free(snap);
+		return 0;
 	}
 
 	/* deploy: min=1 boots one instance; at its trigger it is RUNNING. */

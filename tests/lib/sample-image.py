@@ -5,7 +5,8 @@ machine's busybox-static, as an OCI layout with the tag "sample".
   sample-image.py OUT_DIR [--port 8080] [--compression gzip|zstd|none]
 
 Layers: 1) busybox and its applet links, /etc/passwd, /etc/group;
-2) the site (/www, with a CGI that reports the runtime identity);
+2) the site (/www, with CGIs that report the runtime identity, and 16
+random bytes with the clock);
 3) a whiteout of a file from layer 2 (so flattening is exercised).
 Config: runs as user "www" in /www, env GREETING=hello, exposes the port.
 """
@@ -17,7 +18,8 @@ import sys
 import tarfile
 import tempfile
 
-APPLETS = ["sh", "httpd", "ls", "cat", "id", "env", "pwd", "sleep", "echo", "wget"]
+APPLETS = ["sh", "httpd", "ls", "cat", "id", "env", "pwd", "sleep", "echo", "wget",
+           "head", "od", "tr", "date"]
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nwww:x:1000:1000:www:/www:/bin/sh\n"
 GROUP = "root:x:0:\nwww:x:1000:\n"
 INDEX = "<h1>hello from lttle</h1>\n"
@@ -27,6 +29,14 @@ echo
 echo "user=$(id -un) uid=$(id -u) gid=$(id -g)"
 echo "pwd=$(pwd)"
 echo "greeting=$GREETING"
+"""
+# Per-instance uniqueness after a snapshot restore: 16 random bytes and
+# the guest's clock (tests/integration/76-qemu-unique.sh).
+RAND_CGI = """#!/bin/sh
+echo "Content-Type: text/plain"
+echo
+echo "rand=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n')"
+echo "time=$(date +%s)"
 """
 
 
@@ -66,7 +76,8 @@ def main():
             dict(name="www/index.html", data=INDEX.encode(), uid=1000, gid=1000),
             dict(name="www/old.html", data=b"removed by the next layer\n"),
             dict(name="www/cgi-bin", typ=tarfile.DIRTYPE, mode=0o755),
-            dict(name="www/cgi-bin/whoami", data=CGI.encode(), mode=0o755)]
+            dict(name="www/cgi-bin/whoami", data=CGI.encode(), mode=0o755),
+            dict(name="www/cgi-bin/rand", data=RAND_CGI.encode(), mode=0o755)]
     wh = [dict(name="www/.wh.old.html")]
     paths = []
     for i, entries in enumerate([base, site, wh]):
