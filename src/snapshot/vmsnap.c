@@ -1,6 +1,7 @@
 /* Capture of a paused VM into a snapshot file, and restore of one into a
  * created VM (see snapshot.h, "VM capture / restore"). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -198,20 +199,38 @@ static int restore_memory(struct lt_vm *vm, struct lt_snap *s, const struct lt_v
 	return lt_fail("unknown memory strategy %d", (int)o->mem);
 }
 
-static int restore_state(struct lt_vm *vm, struct lt_snap *s, uint64_t adjust_ns)
+/* LTTLE_TRACE=1: one stderr line per restore step, microseconds since
+ * the restore began (where a restore's time goes, without strace's own
+ * cost). */
+static void trace_step(uint64_t t0, const char *step)
+{
+	static int on = -1;
+	if (on < 0) {
+		const char *e = getenv("LTTLE_TRACE");
+		on = e && *e && strcmp(e, "0");
+	}
+	if (on)
+		fprintf(stderr, "lttle trace: restore +%llu us %s\n",
+			(unsigned long long)((lt_now_ns() - t0) / 1000), step);
+}
+
+static int restore_state(struct lt_vm *vm, struct lt_snap *s, uint64_t adjust_ns, uint64_t t0)
 {
 	const void *p;
 	size_t len;
 	if (lt_snap_section(s, LT_SNAP_SEC_VM_STATE, 0, &p, &len) < 0 ||
 	    lt_vm_load_vm(vm, p, len, adjust_ns) < 0)
 		return lt_fail_ctx("VM state");
+	trace_step(t0, "VM state (irqchip, PIT, clock)");
 	for (int i = 0; i < lt_vm_vcpu_count(vm); i++)
 		if (lt_snap_section(s, LT_SNAP_SEC_VCPU, (uint32_t)i, &p, &len) < 0 ||
 		    lt_vm_load_vcpu(vm, i, p, len) < 0)
 			return lt_fail_ctx("vCPU %d state", i);
+	trace_step(t0, "vCPU state");
 	if (lt_snap_section(s, LT_SNAP_SEC_DEVICE_STATE, 0, &p, &len) < 0 ||
 	    lt_vm_load_devices(vm, p, len) < 0)
 		return lt_fail_ctx("device state");
+	trace_step(t0, "device state");
 	return 0;
 }
 
@@ -252,9 +271,10 @@ int lt_vmsnap_restore(struct lt_vm *vm, struct lt_snap *s, const struct lt_vmsna
 		return lt_fail_ctx("memory (%s)", lt_vmsnap_mem_name(o->mem));
 	}
 	uint64_t t1 = lt_now_ns();
+	trace_step(t0, lt_vmsnap_mem_name(o->mem));
 	st->mem_ns = t1 - t0;
 	st->clock_adjust_ns = slept_ns(s);
-	if (restore_state(vm, s, st->clock_adjust_ns) < 0) {
+	if (restore_state(vm, s, st->clock_adjust_ns, t0) < 0) {
 		lt_vmsnap_restored_free(r);
 		return -1;
 	}
