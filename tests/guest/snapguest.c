@@ -431,7 +431,7 @@ static void echo_mode(void)
 	report_u("listen-before", listen_port, "", reply);
 	/* The first-listen capture point. */
 	report_u("listen-after", listen_port, " 0", reply);
-	/* A restored guest logs once it is idle after its first echo: the
+	/* A restored guest logs right after its first echo went out: the
 	 * serial line costs an exit per byte (`rep outsb` is not batched), and
 	 * the first request should not wait on it. */
 	int announce = is_restored(reply);
@@ -440,13 +440,8 @@ static void echo_mode(void)
 	int next = 0;
 	for (;;) {
 		u32 len;
-		if (vq_take(&d, 0, &len) < 0) {
-			if (announce == 2) { /* idle after the first echo */
-				say("echo: restored, serving\n");
-				announce = 0;
-			}
+		if (vq_take(&d, 0, &len) < 0)
 			continue;
-		}
 		int i = next;
 		next = (next + 1) % RXB;
 		if (len > RX_SIZE)
@@ -457,8 +452,10 @@ static void echo_mode(void)
 		if (len < HDR || h->len > len - HDR)
 			continue;
 		echo_packet(&d, h);
-		if (announce && h->op == OP_RW)
-			announce = 2;
+		if (announce && h->op == OP_RW) { /* the echo is already sent */
+			say("echo: restored, serving\n");
+			announce = 0;
+		}
 	}
 }
 
