@@ -129,6 +129,8 @@ static void acq_lost(void *ctx, const char *reason)
 
 static const struct lt_acquire_ops acq_ops = {acq_ready, acq_refused, acq_lost};
 
+static char last_resp[65536]; /* the raw answer of the last http_get */
+
 /* Sends a GET on fd and reads the whole answer (the loop keeps running).
  * Returns the body; *first_ns gets the time of the first response byte. */
 static char *http_get(int fd, int timeout_ms, uint64_t *first_ns)
@@ -139,7 +141,7 @@ static char *http_get(int fd, int timeout_ms, uint64_t *first_ns)
 	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
 		return NULL;
-	static char buf[65536];
+	char *buf = last_resp;
 	size_t len = 0;
 	uint64_t end = lt_now_ns() + LT_MS(timeout_ms);
 	if (first_ns)
@@ -147,12 +149,12 @@ static char *http_get(int fd, int timeout_ms, uint64_t *first_ns)
 	while (lt_now_ns() < end) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 2) > 0) {
-			ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
+			ssize_t r = read(fd, buf + len, sizeof(last_resp) - 1 - len);
 			if (r > 0) {
 				if (first_ns && !*first_ns)
 					*first_ns = lt_now_ns();
 				len += (size_t)r;
-				if (len == sizeof(buf) - 1)
+				if (len == sizeof(last_resp) - 1)
 					break;
 				continue;
 			}
@@ -357,11 +359,14 @@ static void unique_request(struct lt_app *app, int n)
 	if (lt_pool_conn_tier(a.pc) != LT_TIER_RESTORE)
 		FAIL("unique %d: served by tier %s, not a restore", n,
 		     lt_tier_name(lt_pool_conn_tier(a.pc)));
-	char *body = http_get(a.fd, 20000, NULL);
-	if (!body || !strstr(body, expect))
-		FAIL("unique %d: body \"%.80s\" lacks \"%s\"", n, body ? body : "", expect);
+	/* A CGI's own header may end in a bare "\n\n": take the lines, not
+	 * http_get's body. */
+	http_get(a.fd, 20000, NULL);
+	if (strncmp(last_resp, "HTTP/1.", 7) || !strstr(last_resp, " 200 ") ||
+	    !strstr(last_resp, expect))
+		FAIL("unique %d: answer \"%.200s\" lacks \"%s\"", n, last_resp, expect);
 	printf("HOST%d %lld\n", n, (long long)(lt_wall_ns() / 1000000000ull));
-	for (char *l = strtok(body, "\r\n"); l; l = strtok(NULL, "\r\n"))
+	for (char *l = strtok(last_resp, "\r\n"); l; l = strtok(NULL, "\r\n"))
 		printf("BODY%d %s\n", n, l);
 	fflush(stdout);
 	close(a.fd);
