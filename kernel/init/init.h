@@ -183,6 +183,9 @@ int li_port_parse_reply(const char *line, uint64_t *wall_ns, uint8_t seed[32]);
 /* ---- restore notices on a tty (restore.c) ------------------------------ */
 
 #define LI_RESTORE_SEED 32
+/* "log" texts the reader sends (the QEMU engine matches them): the reader
+ * is up (before the app starts); a notice was applied / failed. */
+#define LI_RESTORE_READY "restore-reader ready"
 
 /* Where a valid notice goes; tests inject their own. Each returns 0 or
  * -1 with lt_fail(). */
@@ -208,8 +211,9 @@ int li_restore_apply(const char *line, size_t len, const struct li_restore_sink 
 ssize_t li_restore_read_line(int fd, char *buf, size_t cap);
 /* Applies notices from fd until it fails; reports through port. */
 int li_restore_serve(int fd, const struct li_restore_sink *s, struct li_port *port);
-/* Opens /dev/TTY raw and forks the reader ("lttle-restore"); returns its
- * pid, or 0 when tty is NULL or it cannot start (logged). */
+/* Opens /dev/TTY raw and forks the reader ("lttle-restore"), then sends
+ * "log " LI_RESTORE_READY; returns its pid, or 0 when tty is NULL or it
+ * cannot start (logged). */
 pid_t li_restore_start(const char *tty, struct li_port *port);
 
 /* ---- seccomp listen()/bind() hook (seccomp.c) --------------------------- */

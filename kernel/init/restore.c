@@ -207,6 +207,10 @@ pid_t li_restore_start(const char *tty, struct li_port *port)
 		if (pid < 0)
 			li_log("cannot fork the restore reader: %s", strerror(errno));
 		close(fd);
+		/* The QEMU engine then waits for "restored" after each restore
+		 * before it hands the instance out. */
+		if (pid > 0)
+			li_port_send(port, LT_GUEST_EV_LOG, LI_RESTORE_READY);
 		return pid < 0 ? 0 : pid;
 	}
 	sigset_t none;

@@ -52,6 +52,14 @@ extern char **environ;
 /* The second UART (after the console's ttyS0) carries restore notices:
  * isa-debugcon cannot answer the guest's reads (guest_abi.h). */
 #define QE_RESTORE_TTY "ttyS1"
+/* The guest init's "log" lines about notices (kernel/init/restore.c):
+ * its reader is up; a notice was applied or failed. A restore of a guest
+ * that announced the reader completes on the confirmation, so no request
+ * reaches it before the reseed; QE_NOTICE_WAIT bounds the wait. */
+#define QE_NOTICE_READY "restore-reader ready"
+#define QE_NOTICE_DONE "restored"
+#define QE_NOTICE_FAILED "restore failed"
+#define QE_NOTICE_WAIT LT_MS(2000)
 
 /* ==== guest lines, triggers, snapshot header (pure helpers) ============= */
 
@@ -217,6 +225,8 @@ int lt_qsnap_header_encode(const struct lt_qsnap_meta *m, uint8_t **out, size_t 
 		return lt_fail("snapshot header: out of memory");
 	for (size_t i = 0; i < m->nlistening; i++)
 		json_array_append_new(ports, json_integer(m->listening[i]));
+	if (m->notices)
+		json_object_set_new(o, "notices", json_true());
 	char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	if (!s)
@@ -278,6 +288,10 @@ static int meta_parse(json_t *o, struct lt_qsnap_meta *m)
 	    meta_u64(o, "created", 0, UINT64_MAX >> 1, &m->created_wall_ns) < 0)
 		return lt_fail("bad mem/cpus/rootfs_size/created field");
 	m->cpus = (uint32_t)cpus;
+	json_t *notices = json_object_get(o, "notices");
+	if (notices && !json_is_boolean(notices))
+		return lt_fail("bad notices field");
+	m->notices = json_is_true(notices);
 	json_t *ports = json_object_get(o, "listening");
 	if (!json_is_array(ports) || json_array_size(ports) > LT_QEMU_MAX_PORTS)
 		return lt_fail("bad listening field");
@@ -545,6 +559,10 @@ struct qvm {
 	int ser_fd, ser_log;
 	struct lt_watch serw;
 	int rst_fd; /* host -> guest restore notices (ttyS1); never read */
+	bool notice_ok;   /* the guest announced its notice reader */
+	bool notice_sent; /* this restore's notice is in the UART */
+	bool await_ack;   /* restore: cont done, waiting for the guest's word */
+	struct lt_timer ack_t;
 	uint64_t ser_bytes;
 	char tl[LT_GUEST_LINE_MAX];
 	size_t tl_len;
@@ -1155,6 +1173,7 @@ static void vm_destroy(struct qvm *vm)
 	if (vm->next)
 		vm->next->pprev = vm->pprev;
 	lt_timer_cancel(e->clock, &vm->kill_t);
+	lt_timer_cancel(e->clock, &vm->ack_t);
 	job_detach(vm);
 	lt_qmp_free(vm->qmp);
 	drop_trig(vm);
@@ -1356,6 +1375,9 @@ static void maybe_boot_done(struct qvm *vm)
 	op_finish(op, 0, NULL);
 }
 
+static void restore_finish(struct qvm *vm, bool timed_out);
+static void ack_fired(struct lt_timer *t);
+
 static void guest_line(struct qvm *vm, const char *line)
 {
 	struct lt_gline g;
@@ -1389,6 +1411,10 @@ static void guest_line(struct qvm *vm, const char *line)
 		break;
 	case LT_GL_LOG:
 		lt_info("qemu %s: guest: %s", vm->label, g.text);
+		if (!strcmp(g.text, QE_NOTICE_READY))
+			vm->notice_ok = true;
+		else if (!strcmp(g.text, QE_NOTICE_DONE) || !strcmp(g.text, QE_NOTICE_FAILED))
+			restore_finish(vm, false);
 		break;
 	default:
 		break;
@@ -1704,6 +1730,7 @@ static struct qvm *vm_spawn(struct qengine *e, struct qcfg *cfg, const char *lab
 	vm->pidfd = vm->trig_fd = vm->snap_fd = vm->raw_fd = vm->ser_fd = vm->ser_log = -1;
 	vm->rst_fd = -1;
 	lt_timer_init(&vm->kill_t, kill_fired);
+	lt_timer_init(&vm->ack_t, ack_fired);
 	vm->next = e->vms;
 	vm->pprev = &e->vms;
 	if (e->vms)
@@ -2179,6 +2206,34 @@ static void on_restore_cont(void *arg, json_t *ret, const char *err)
 		vm_fail_start(vm, msg, false);
 		return;
 	}
+	if (vm->meta.notices && vm->notice_sent) {
+		/* Running, but not handed out before the guest reseeded. */
+		vm->await_ack = true;
+		vm->notice_ok = true;
+		lt_timer_arm_in(vm->e->clock, &vm->ack_t, QE_NOTICE_WAIT);
+		return;
+	}
+	vm->await_ack = true;
+	restore_finish(vm, false);
+}
+
+static void ack_fired(struct lt_timer *t)
+{
+	struct qvm *vm = (struct qvm *)((char *)t - offsetof(struct qvm, ack_t));
+	restore_finish(vm, true);
+}
+
+/* The restored guest runs (and confirmed its notice, or had none to
+ * confirm, or the wait ran out): the instance is ready. */
+static void restore_finish(struct qvm *vm, bool timed_out)
+{
+	if (!vm->await_ack || vm->state != V_RESTORE)
+		return;
+	vm->await_ack = false;
+	lt_timer_cancel(vm->e->clock, &vm->ack_t);
+	if (timed_out)
+		lt_warn("qemu %s: no confirmation of the restore notice within %llu ms; serving anyway",
+			vm->label, (unsigned long long)(QE_NOTICE_WAIT / 1000000));
 	vm_set_state(vm, V_LIVE);
 	vm->paused = false;
 	memcpy(vm->listening, vm->meta.listening, sizeof(vm->listening));
@@ -2214,7 +2269,7 @@ int lt_qemu_restore_notice(char *buf, size_t cap, uint64_t wall_ns, const uint8_
  * in its UART as it resumes, and reseeds/steps the clock before it can
  * serve much. A failure is logged: the instance still works, but shares
  * its RNG state with its siblings. */
-static void send_restore_notice(struct qvm *vm)
+static int send_restore_notice(struct qvm *vm)
 {
 	uint8_t seed[32];
 	char line[LT_GUEST_LINE_MAX + 1];
@@ -2226,14 +2281,17 @@ static void send_restore_notice(struct qvm *vm)
 	if (n >= 0 && vm->rst_fd >= 0 && write(vm->rst_fd, line, (size_t)n) != n)
 		n = lt_fail_errno("writing the restore notice");
 	explicit_bzero(line, sizeof(line));
-	if (n < 0)
+	if (n < 0) {
 		lt_warn("qemu %s: the guest gets no fresh entropy or clock: %s", vm->label,
 			lt_errmsg());
+		return -1;
+	}
+	return 0;
 }
 
 static void restore_cont(struct qvm *vm)
 {
-	send_restore_notice(vm);
+	vm->notice_sent = send_restore_notice(vm) == 0;
 	if (lt_qmp_command(vm->qmp, "cont", NULL, -1, on_restore_cont, vm) < 0) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "restore: %s", lt_errmsg());
@@ -2450,6 +2508,7 @@ static int qe_snapshot(struct lt_engine *pe, struct lt_instance *inst, const cha
 	memcpy(m.listening, vm->listening, sizeof(m.listening));
 	m.nlistening = vm->nlistening;
 	m.created_wall_ns = lt_wall_ns();
+	m.notices = vm->notice_ok;
 	struct qjob *j = job_new(e, vm, true, path);
 	struct qop *op = op_new(e, OP_SNAPSHOT, done, arg);
 	if (!j || !op || lt_qsnap_header_encode(&m, &j->hdr, &j->hdr_len) < 0)

@@ -171,6 +171,10 @@ struct lt_qsnap_meta {
 	uint16_t listening[LT_QEMU_MAX_PORTS];
 	size_t nlistening;
 	uint64_t created_wall_ns;
+	/* The guest's init reads restore notices and confirms them (it said
+	 * QE_NOTICE_READY before the snapshot): a restore waits for the
+	 * confirmation. Optional in the header ("notices": true). */
+	bool notices;
 };
 /* Encodes the header into out (malloc'd). */
 int lt_qsnap_header_encode(const struct lt_qsnap_meta *m, uint8_t **out, size_t *len);

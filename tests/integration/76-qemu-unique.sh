@@ -68,7 +68,21 @@ done
 # Each notice was applied and confirmed by the guest init.
 got=$(grep -c "guest: restored$" "$T/drv.err" || true)
 [ "$got" -eq 2 ] || fail "expected 2 'restored' confirmations from the guests, got $got"
-! grep -q "gets no fresh entropy" "$T/drv.err" || fail "$(grep -m1 "gets no fresh entropy" "$T/drv.err")"
+! grep -q "gets no fresh entropy\|no confirmation of the restore notice" "$T/drv.err" ||
+	fail "$(grep -m1 "gets no fresh entropy\|no confirmation" "$T/drv.err")"
+# The guest announced its reader before the snapshot, so the header says
+# so and each restore completed only after the guest's confirmation.
+head -c 1024 "$T/work/app.qsnap" | grep -aq '"notices":true' ||
+	fail "the snapshot header does not record the guest's notice reader"
+vms=$(sed -n 's/.*qemu \(unique-[^:]*\): restored from .*/\1/p' "$T/drv.err")
+[ "$(wc -w <<<"$vms")" -eq 2 ] || fail "expected 2 restored VMs in the log, got: $vms"
+grep "restored from" "$T/drv.err" | sed 's/^/   /'
+for vm in $vms; do
+	order=$(grep -n "qemu $vm: \(guest: restored$\|restored from\)" "$T/drv.err" | cut -d: -f1 | tr '\n' ' ')
+	set -- $order
+	[ $# -eq 2 ] && [ "$1" -lt "$2" ] ||
+		fail "$vm: the restore completed before the guest confirmed its notice (log lines $order)"
+done
 log "ok: two restores of one snapshot: different random bytes, clocks on time"
 
 # The control: the same run with the guest told to read a tty that does
@@ -81,6 +95,8 @@ rm -rf "$T/work" && mkdir -p "$T/work"
 	--cmdline "lttle.restore_tty=ttyS3" >"$T/drv.out" 2>"$T/drv.err" ||
 	fail "control run: $(tail -3 "$T/drv.err")"
 ! grep -q "guest: restored$" "$T/drv.err" || fail "control run: a guest applied a notice"
+! head -c 1024 "$T/work/app.qsnap" | grep -aq '"notices"' ||
+	fail "control run: the header claims a notice reader"
 for n in 1 2; do
 	g=$(field "BODY$n time=")
 	h=$(field "HOST$n ")
