@@ -2206,10 +2206,10 @@ static void on_restore_cont(void *arg, json_t *ret, const char *err)
 		vm_fail_start(vm, msg, false);
 		return;
 	}
+	vm->notice_ok = vm->meta.notices; /* a later snapshot keeps it */
 	if (vm->meta.notices && vm->notice_sent) {
 		/* Running, but not handed out before the guest reseeded. */
 		vm->await_ack = true;
-		vm->notice_ok = true;
 		lt_timer_arm_in(vm->e->clock, &vm->ack_t, QE_NOTICE_WAIT);
 		return;
 	}
@@ -2266,9 +2266,9 @@ int lt_qemu_restore_notice(char *buf, size_t cap, uint64_t wall_ns, const uint8_
 }
 
 /* Sent before `cont`, once the state is loaded: the guest finds the line
- * in its UART as it resumes, and reseeds/steps the clock before it can
- * serve much. A failure is logged: the instance still works, but shares
- * its RNG state with its siblings. */
+ * in its UART as it resumes. 0 when it was written (the restore then
+ * waits for the guest's word); a failure is logged: the instance still
+ * works, but shares its RNG state with its siblings. */
 static int send_restore_notice(struct qvm *vm)
 {
 	uint8_t seed[32];
@@ -2278,7 +2278,9 @@ static int send_restore_notice(struct qvm *vm)
 			? lt_qemu_restore_notice(line, sizeof(line), lt_wall_ns(), seed)
 			: lt_fail_errno("getrandom");
 	explicit_bzero(seed, sizeof(seed));
-	if (n >= 0 && vm->rst_fd >= 0 && write(vm->rst_fd, line, (size_t)n) != n)
+	if (n >= 0 && vm->rst_fd < 0)
+		n = lt_fail("no restore channel");
+	else if (n >= 0 && write(vm->rst_fd, line, (size_t)n) != n)
 		n = lt_fail_errno("writing the restore notice");
 	explicit_bzero(line, sizeof(line));
 	if (n < 0) {
