@@ -153,10 +153,15 @@ static struct fdfile *fdfile_new(int fd)
 
 /* ---- open ------------------------------------------------------------ */
 
+/* Compressor threads: $LTTLE_SQUASHFS_THREADS, else one per CPU. */
 static unsigned workers(void)
 {
+	const char *s = getenv("LTTLE_SQUASHFS_THREADS");
+	uint64_t v;
+	if (s && lt_parse_u64(s, &v) == 0 && v >= 1 && v <= 64)
+		return (unsigned)v;
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n < 1 ? 1 : n > 8 ? 8 : (unsigned)n;
+	return n < 1 ? 1 : n > 16 ? 16 : (unsigned)n;
 }
 
 static int compressor_level(void)

@@ -45,19 +45,20 @@ REF="$REGISTRY/bench:v1"
 skopeo copy --quiet --dest-tls-verify=false "oci:$LAYOUT:bench" "docker://$REF"
 
 # measure LABEL CMD...: one timed run, appended to $T/runs.LABEL as
-# "wall_s maxrss_kb"; stdout kept in $T/out.LABEL.
+# "wall_s maxrss_kb cpu_s"; stdout kept in $T/out.LABEL.
 measure() {
 	local label=$1; shift
-	if ! /usr/bin/time -f "%e %M" -o "$T/time" "$@" >"$T/out.$label" 2>"$T/err.$label"; then
+	if ! /usr/bin/time -f "%e %M %U %S" -o "$T/time" "$@" >"$T/out.$label" 2>"$T/err.$label"; then
 		cat "$T/err.$label" >&2
 		fail "$label failed"
 	fi
-	cat "$T/time" >>"$T/runs.$label"
+	awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$T/time" >>"$T/runs.$label"
 }
 
 best() { sort -n "$T/runs.$1" | head -1 | cut -d' ' -f1; }
 rss_mb() { sort -n -k2 "$T/runs.$1" | tail -1 | awk '{printf "%.1f", $2 / 1024}'; }
 runs() { cut -d' ' -f1 "$T/runs.$1" | paste -sd' '; }
+cpu() { sort -n -k3 "$T/runs.$1" | head -1 | cut -d' ' -f3; }
 sum() { python3 -c 'import sys; print("%.2f" % sum(float(a) for a in sys.argv[1:]))' "$@"; }
 ratio() { python3 -c 'import sys; print("%.2f" % (float(sys.argv[1]) / float(sys.argv[2])))' "$@"; }
 
@@ -94,23 +95,24 @@ du_mb() { du -m "$1" | cut -f1; }
 cat <<EOF
 
 Image: $SCALE, $(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(len(m["manifests"]))' "$LAYOUT/index.json") manifest, $(du -sm "$LAYOUT/blobs" | cut -f1) MB of blobs; flattened tar $(($(sz "$T/flat.tar") >> 20)) MB
-Machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg). Best of $RUNS runs; all runs in brackets.
+Machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg). Best of $RUNS runs (wall and
+CPU = user + sys, each its own best); all wall times in brackets.
 
-(a) pull + ext4                  wall s   peak RSS MB   runs
-  lttle pull                    $(printf '%7s' "$(best lpull)")   $(printf '%11s' "$(rss_mb lpull)")   [$(runs lpull)]
-  lttle build --format ext4     $(printf '%7s' "$(best lext4)")   $(printf '%11s' "$(rss_mb lext4)")   [$(runs lext4)]
+(a) pull + ext4                  wall s   peak RSS MB   CPU s   runs (wall)
+  lttle pull                    $(printf '%7s' "$(best lpull)")   $(printf '%11s' "$(rss_mb lpull)")   $(printf '%5s' "$(cpu lpull)")   [$(runs lpull)]
+  lttle build --format ext4     $(printf '%7s' "$(best lext4)")   $(printf '%11s' "$(rss_mb lext4)")   $(printf '%5s' "$(cpu lext4)")   [$(runs lext4)]
   = lttle total                 $(printf '%7s' "$lt_a")
-  skopeo copy                   $(printf '%7s' "$(best skopeo)")   $(printf '%11s' "$(rss_mb skopeo)")   [$(runs skopeo)]
-  umoci unpack                  $(printf '%7s' "$(best umoci)")   $(printf '%11s' "$(rss_mb umoci)")   [$(runs umoci)]
-  mkfs.ext4 -d                  $(printf '%7s' "$(best mkfs)")   $(printf '%11s' "$(rss_mb mkfs)")   [$(runs mkfs)]
+  skopeo copy                   $(printf '%7s' "$(best skopeo)")   $(printf '%11s' "$(rss_mb skopeo)")   $(printf '%5s' "$(cpu skopeo)")   [$(runs skopeo)]
+  umoci unpack                  $(printf '%7s' "$(best umoci)")   $(printf '%11s' "$(rss_mb umoci)")   $(printf '%5s' "$(cpu umoci)")   [$(runs umoci)]
+  mkfs.ext4 -d                  $(printf '%7s' "$(best mkfs)")   $(printf '%11s' "$(rss_mb mkfs)")   $(printf '%5s' "$(cpu mkfs)")   [$(runs mkfs)]
   = baseline total              $(printf '%7s' "$base_a")
   speed-up                      $(ratio "$base_a" "$lt_a")x   (target >= 3x)
   image: lttle $(($(sz "$img_ext4") >> 20)) MB ($(du_mb "$img_ext4") MB allocated), mkfs.ext4 $(($(sz "$T/base.ext4") >> 20)) MB ($(du_mb "$T/base.ext4") MB allocated)
 
-(b) squashfs (zstd)             wall s   peak RSS MB   size bytes   runs
-  lttle build --format squashfs $(printf '%7s' "$(best lsqfs)")   $(printf '%11s' "$(rss_mb lsqfs)")   $(printf '%10s' "$(sz "$img_sqfs")")   [$(runs lsqfs)]
-  tar2sqfs (flattened tar)      $(printf '%7s' "$(best tar2sqfs)")   $(printf '%11s' "$(rss_mb tar2sqfs)")   $(printf '%10s' "$(sz "$T/t2s.sqfs")")   [$(runs tar2sqfs)]
-  sqfstar (flattened tar)       $(printf '%7s' "$(best sqfstar)")   $(printf '%11s' "$(rss_mb sqfstar)")   $(printf '%10s' "$(sz "$T/sqfstar.sqfs")")   [$(runs sqfstar)]
+(b) squashfs (zstd)             wall s   peak RSS MB   CPU s   size bytes   runs (wall)
+  lttle build --format squashfs $(printf '%7s' "$(best lsqfs)")   $(printf '%11s' "$(rss_mb lsqfs)")   $(printf '%5s' "$(cpu lsqfs)")   $(printf '%10s' "$(sz "$img_sqfs")")   [$(runs lsqfs)]
+  tar2sqfs (flattened tar)      $(printf '%7s' "$(best tar2sqfs)")   $(printf '%11s' "$(rss_mb tar2sqfs)")   $(printf '%5s' "$(cpu tar2sqfs)")   $(printf '%10s' "$(sz "$T/t2s.sqfs")")   [$(runs tar2sqfs)]
+  sqfstar (flattened tar)       $(printf '%7s' "$(best sqfstar)")   $(printf '%11s' "$(rss_mb sqfstar)")   $(printf '%5s' "$(cpu sqfstar)")   $(printf '%10s' "$(sz "$T/sqfstar.sqfs")")   [$(runs sqfstar)]
   time vs tar2sqfs              $(ratio "$(best tar2sqfs)" "$(best lsqfs)")x faster, size ratio $(ratio "$(sz "$img_sqfs")" "$(sz "$T/t2s.sqfs")")
   time vs sqfstar               $(ratio "$(best sqfstar)" "$(best lsqfs)")x faster, size ratio $(ratio "$(sz "$img_sqfs")" "$(sz "$T/sqfstar.sqfs")")
 

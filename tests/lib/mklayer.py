@@ -236,12 +236,12 @@ def list_tar(fileobj, strip=""):
             name = m.name
             if strip and (name == strip or name.startswith(strip + "/")):
                 name = name[len(strip):]
-            path = "/" + name.strip("/") if name.strip("/") not in ("", ".") else "/"
+            path = "/" + "/".join(p for p in name.split("/") if p not in ("", "."))
             if m.type == tarfile.LNKTYPE:
                 tname = m.linkname
                 if strip and tname.startswith(strip + "/"):
                     tname = tname[len(strip):]
-                prim = by_path["/" + tname.strip("/")]
+                prim = by_path["/" + "/".join(p for p in tname.split("/") if p not in ("", "."))]
                 if prim.group is None:
                     prim.group = prim.path
                 n = Node(path, prim.kind, prim.mode, prim.uid, prim.gid, prim.mtime)
