@@ -165,15 +165,14 @@ static int print_json(const char *path, const struct build_opts *o,
 }
 
 /* The guest init beside the binary (or $LTTLE_LIBEXEC...); NULL, with a
- * warning, when there is none: the image then boots only with an init
- * of its own. */
-static char *find_init(bool quiet)
+ * warning (even with --quiet), when there is none: the image then boots
+ * only with an init of its own. */
+static char *find_init(void)
 {
 	char *init = cli_find_libexec("lttle-init");
 	if (!init) {
-		if (!quiet)
-			fprintf(stderr, "lttle build: warning: the guest init (lttle-init) was not "
-					"found; building without it\n");
+		fprintf(stderr, "lttle build: warning: the guest init (lttle-init) was not found; "
+				"building without it\n");
 		lt_clear_error();
 	}
 	return init;
@@ -181,7 +180,7 @@ static char *find_init(bool quiet)
 
 static int run(const struct build_opts *o, struct oci_image *img)
 {
-	char *init = find_init(o->quiet);
+	char *init = find_init();
 	struct lt_progress *p = lt_progress_new(stderr, o->quiet);
 	struct rootfs_oci_opts ro = {
 		.root = lt_home(),

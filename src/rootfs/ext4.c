@@ -622,7 +622,9 @@ static int make_fs(struct rf_build *b, struct ext4w *w, uint64_t need, uint64_t 
 			inodes = b->spec->size / 16384;
 	} else {
 		/* content + 20% (at least 16 MiB) + inode tables */
-		uint64_t head = need / 5 > 4096 ? need / 5 : 4096;
+		uint64_t pct = b->spec->headroom_pct ? b->spec->headroom_pct : 20;
+		uint64_t min = b->spec->headroom_min ? b->spec->headroom_min / BS : 4096;
+		uint64_t head = need * pct / 100 > min ? need * pct / 100 : min;
 		blocks = need + head + div_up(inodes * 256, BS) + 64;
 	}
 	if (inodes > UINT32_MAX - 65536)

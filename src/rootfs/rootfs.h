@@ -61,6 +61,9 @@ struct rootfs_spec {
 	const struct rootfs_inject *injects;
 	size_t n_injects;
 	uint64_t size;   /* ext4 image size; 0 = content + headroom */
+	uint32_t headroom_pct;  /* ext4 auto size: free space as % of the content;
+				   0 = 20 */
+	uint64_t headroom_min;  /* ... and at least this many bytes; 0 = 16 MiB */
 	uint32_t mtime_clamp; /* 0 = keep; otherwise clamp newer mtimes */
 	struct rootfs_limits limits;
 	struct lt_progress *progress; /* may be NULL */

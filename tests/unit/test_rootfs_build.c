@@ -390,6 +390,14 @@ static void test_ext4_sizes(void **state)
 	assert_non_null(strstr(o, "EXTENTS:\n(0-4882):"));  /* one contiguous run */
 	free(o);
 
+	/* tunable headroom: +100%, at least 1 MiB */
+	struct rootfs_spec hs = {.format = ROOTFS_EXT4, .layers = layers, .n_layers = 1,
+				 .headroom_pct = 100, .headroom_min = 1u << 20};
+	assert_int_equal(rootfs_build(&hs, img, &st), 0);
+	assert_true(st.image_size >= 2 * 20000000ull);
+	assert_true(st.image_size < 2 * 20000000ull + (4u << 20));
+	rt_check_fs(ROOTFS_EXT4, img);
+
 	assert_int_equal(rt_build_ex(ROOTFS_EXT4, img, layers, 1, NULL, 0, 256u << 20, &st), 0);
 	assert_int_equal(st.image_size, 256u << 20);
 	rt_check_fs(ROOTFS_EXT4, img);
