@@ -40,9 +40,18 @@ if [ ! -f "$LAYOUT/index.json" ]; then
 	mkdir -p "$CACHE"
 	python3 "$LTTLE_ROOT/tests/bench/mkbench.py" "$LAYOUT" --scale "$SCALE" >/dev/null
 fi
-start_registry
-REF="$REGISTRY/bench:v1"
-skopeo copy --quiet --dest-tls-verify=false "oci:$LAYOUT:bench" "docker://$REF"
+# A registry holding the image; started again if it went away (this
+# machine is shared: long runs have lost theirs).
+ensure_registry() {
+	if [ -n "${REGISTRY:-}" ] && (exec 3<>"/dev/tcp/${REGISTRY%:*}/${REGISTRY##*:}") 2>/dev/null; then
+		return 0
+	fi
+	[ -z "${REGISTRY:-}" ] || log "the registry went away; starting another one"
+	start_registry
+	REF="$REGISTRY/bench:v1"
+	skopeo copy --quiet --dest-tls-verify=false "oci:$LAYOUT:bench" "docker://$REF"
+}
+ensure_registry
 
 # measure LABEL CMD...: one timed run, appended to $T/runs.LABEL as
 # "wall_s maxrss_kb cpu_s"; stdout kept in $T/out.LABEL.
@@ -63,6 +72,7 @@ sum() { python3 -c 'import sys; print("%.2f" % sum(float(a) for a in sys.argv[1:
 ratio() { python3 -c 'import sys; print("%.2f" % (float(sys.argv[1]) / float(sys.argv[2])))' "$@"; }
 
 for ((r = 1; r <= RUNS; r++)); do
+	ensure_registry
 	log "round $r/$RUNS: (a) lttle pull + build ext4"
 	rm -rf "$T/home"
 	export LTTLE_HOME="$T/home"
