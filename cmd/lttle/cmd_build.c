@@ -63,7 +63,8 @@ static int parse_args(int argc, char **argv, struct build_opts *o)
 		{0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "f:o:s:qh", opts, NULL)) != -1) {
+	opterr = 0; /* one error line: ours */
+	while ((c = getopt_long(argc, argv, ":f:o:s:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			if (rootfs_format_parse(optarg, &o->format) < 0)
@@ -78,7 +79,8 @@ static int parse_args(int argc, char **argv, struct build_opts *o)
 		case 'j': o->json = true; break;
 		case 'q': o->quiet = true; break;
 		case 'h': usage(stdout); return 1;
-		default: return cli_usage("build", "invalid option");
+		case ':': return cli_usage("build", "%s needs a value", argv[optind - 1]);
+		default: return cli_usage("build", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind + 1 != argc)

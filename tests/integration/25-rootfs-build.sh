@@ -193,6 +193,9 @@ if "$LTTLE" build "$REF" --format squashfs --size 1G >/dev/null 2>"$T/err"; then
 else
 	assert_eq 2 "$?" "usage error exit code"
 fi
+if "$LTTLE" build "$REF" --bogus >/dev/null 2>"$T/err"; then fail "--bogus accepted"; fi
+[ "$(wc -l <"$T/err")" -eq 1 ] || fail "one usage line expected: $(cat "$T/err")"
+assert_contains "$(cat "$T/err")" "unknown option '--bogus'" "usage error"
 expect_fail "bad format" "$LTTLE" build "$REF" --format xfs
 assert_contains "$(cat "$T/err")" "xfs" "bad format message"
 pass "rootfs build"
