@@ -108,34 +108,9 @@ static void publish_simple(struct lt_vmhost *h, const char *name)
 
 static void publish_guest_event(struct lt_vmhost *h, const struct lt_guest_event *ev)
 {
-	json_t *o = json_object();
-	if (!o)
-		return;
-	json_object_set_new(o, "event", json_string(ev->name));
-	json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
-	json_object_set_new(o, "vcpu", json_integer(ev->vcpu));
-	switch (ev->type) {
-	case LT_GEV_LISTEN_BEFORE:
-	case LT_GEV_BIND_BEFORE:
-		json_object_set_new(o, "port", json_integer(ev->port));
-		break;
-	case LT_GEV_LISTEN_AFTER:
-	case LT_GEV_BIND_AFTER:
-		json_object_set_new(o, "port", json_integer(ev->port));
-		json_object_set_new(o, "ret", json_integer(ev->code));
-		break;
-	case LT_GEV_EXIT:
-	case LT_GEV_TRIGGER:
-		json_object_set_new(o, "code", json_integer(ev->code));
-		break;
-	case LT_GEV_LOG:
-	case LT_GEV_UNKNOWN:
-		json_object_set_new(o, "text", json_string(ev->text));
-		break;
-	default:
-		break;
-	}
-	publish(h, o);
+	json_t *o = lt_guest_event_json(ev, true);
+	if (o)
+		publish(h, o);
 }
 
 /* ---- capture ---------------------------------------------------------------- */

@@ -533,11 +533,11 @@ static void publish_json(struct lt_vm *vm, json_t *o)
 	json_decref(o);
 }
 
-static void publish_guest_event(struct lt_vm *vm, const struct lt_guest_event *ev, bool ok)
+json_t *lt_guest_event_json(const struct lt_guest_event *ev, bool ok)
 {
 	json_t *o = json_object();
 	if (!o)
-		return;
+		return NULL;
 	json_object_set_new(o, "event", json_string(ok ? ev->name : "malformed"));
 	json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
 	json_object_set_new(o, "vcpu", json_integer(ev->vcpu));
@@ -560,7 +560,14 @@ static void publish_guest_event(struct lt_vm *vm, const struct lt_guest_event *e
 	}
 	if (!ok || ev->type == LT_GEV_LOG || ev->type == LT_GEV_UNKNOWN)
 		json_object_set_new(o, "text", json_string(ev->text));
-	publish_json(vm, o);
+	return o;
+}
+
+static void publish_guest_event(struct lt_vm *vm, const struct lt_guest_event *ev, bool ok)
+{
+	json_t *o = lt_guest_event_json(ev, ok);
+	if (o)
+		publish_json(vm, o);
 }
 
 static void publish_simple(struct lt_vm *vm, const char *name)

@@ -35,6 +35,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "util/util.h"
 
 #define LT_VM_MAX_VCPUS 64
@@ -88,6 +90,10 @@ const char *lt_guest_event_name(enum lt_guest_event_type t);
 /* Parses one line (without '\n'). Returns 0, or -1 for a malformed line
  * (bad numbers, missing args). Exposed for tests. */
 int lt_guest_event_parse(const char *line, size_t len, struct lt_guest_event *ev);
+/* The event as a control-socket JSON object ({"event","seq","vcpu",...});
+ * malformed lines (ok false) become "malformed" with their text. NULL on
+ * allocation failure. Caller owns the reference. */
+json_t *lt_guest_event_json(const struct lt_guest_event *ev, bool ok);
 
 /* What a callback asks for. */
 enum lt_vm_action {
