@@ -13,6 +13,7 @@
 static void wire(struct lt_vm *vm, struct lt_virtio_dev *d)
 {
 	d->vm_fd = vm->vm_fd;
+	d->idle = &vm->idle;
 	if (vm->has_irqfd) {
 		int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		struct kvm_irqfd irqfd = {.fd = (uint32_t)efd, .gsi = (uint32_t)d->irq};

@@ -49,6 +49,13 @@
 #define LTTLE_GUEST_ABI_H
 
 #define LT_GUEST_PORT 0x7f0
+
+/* Paravirtual idle, for guests that cannot execute HLT (code in ring 3):
+ * `outb MS, LT_GUEST_IDLE_PORT` returns once a device raised an interrupt
+ * since this vCPU's previous idle write, the VM is paused or stopped, or
+ * after MS milliseconds (0: do not wait). The guest then polls its queues
+ * again, so a wake-up is never lost. Linux guests HLT instead. */
+#define LT_GUEST_IDLE_PORT 0x7f1
 #define LT_GUEST_LINE_MAX 128
 #define LT_GUEST_REPLY_MARK '!'
 

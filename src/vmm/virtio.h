@@ -160,6 +160,7 @@ struct lt_virtio_dev {
 	 * replace it. */
 	void (*raise)(struct lt_virtio_dev *d);
 	int irq_fd, vm_fd;
+	struct lt_idle *idle; /* kicked on every raise; may be NULL */
 	int notify_fd[LT_VIRTQ_MAX_QUEUES]; /* ioeventfds, -1 if none */
 	uint64_t irq_count;
 	/* transport state */

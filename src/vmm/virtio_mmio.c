@@ -6,6 +6,7 @@
 #include <linux/kvm.h>
 
 #include "vmm/blob.h"
+#include "vmm/idle.h"
 #include "vmm/virtio.h"
 
 static void default_raise(struct lt_virtio_dev *d)
@@ -19,6 +20,8 @@ static void default_raise(struct lt_virtio_dev *d)
 		l.level = 0;
 		ioctl(d->vm_fd, KVM_IRQ_LINE, &l);
 	}
+	if (d->idle)
+		lt_idle_kick(d->idle);
 }
 
 void lt_virtio_init(struct lt_virtio_dev *d, const struct lt_virtio_ops *ops, void *impl,

@@ -234,6 +234,7 @@ static void serial_irq(void *opaque)
 	ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
 	l.level = 0;
 	ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
+	lt_idle_kick(&vm->idle);
 }
 
 static int copy_config(struct lt_vm *vm, const struct lt_vm_config *cfg)
@@ -600,6 +601,7 @@ void lt_vm_set_exit(struct lt_vm *vm, enum lt_vm_exit_reason r, const char *fmt,
 		return;
 	uint64_t one = 1;
 	(void)!write(vm->stop_efd, &one, sizeof(one));
+	lt_idle_kick(&vm->idle);
 	for (int i = 0; i < vm->nvcpus; i++)
 		if (vm->vcpus[i].started)
 			pthread_kill(vm->vcpus[i].thread, kick_sig);
@@ -615,6 +617,7 @@ void lt_vm_request_stop(struct lt_vm *vm)
 
 static void kick_all(struct lt_vm *vm, int except)
 {
+	lt_idle_kick(&vm->idle); /* pause_req is set: idle waits end */
 	for (int i = 0; i < vm->nvcpus; i++)
 		if (i != except && vm->vcpus[i].started)
 			pthread_kill(vm->vcpus[i].thread, kick_sig);
@@ -792,6 +795,8 @@ static void pio_out(struct lt_vcpu *v, uint16_t port, const uint8_t *d, int size
 	} else if (port == LT_GUEST_PORT) {
 		for (int i = 0; i < size; i++)
 			guest_byte(v, d[i], flushing);
+	} else if (port == LT_GUEST_IDLE_PORT && !flushing) {
+		lt_idle_wait(&vm->idle, &v->idle_seen, d[0], &vm->pause_req, &vm->stopping);
 	} else if (port == I8042_CMD && d[0] == I8042_RESET) {
 		lt_vm_set_exit(vm, LT_VM_EXIT_RESET, "guest reset (i8042)");
 	}
@@ -958,7 +963,9 @@ static bool all_halted(struct lt_vm *vm)
 
 static void halt_watch(struct lt_vm *vm)
 {
-	if (lt_vm_is_paused(vm) || atomic_load(&vm->stopping))
+	/* A vCPU in a paravirtual idle wait is waiting for work, not halted. */
+	if (lt_vm_is_paused(vm) || atomic_load(&vm->stopping) ||
+	    atomic_load(&vm->idle.waiters) > 0)
 		return;
 	bool idle = true;
 	for (int i = 0; i < vm->nvcpus && idle; i++) {

@@ -9,6 +9,7 @@
 #include "vmm/blob.h"
 #include "vmm/gmem.h"
 #include "vmm/guest_abi.h"
+#include "vmm/idle.h"
 #include "vmm/ioloop.h"
 #include "vmm/vmm.h"
 
@@ -87,6 +88,7 @@ struct lt_vcpu {
 	pid_t tid;
 	bool started;
 	int stat_fd; /* /proc/self/task/TID/stat for the halt watch */
+	uint32_t idle_seen; /* lt_idle sequence at its last idle exit */
 };
 
 #define LT_VM_MAX_VIRTIO 12
@@ -131,6 +133,7 @@ struct lt_vm {
 	int stop_efd;
 	uint64_t halt_next_probe_ns;
 	int halt_idle_samples;
+	struct lt_idle idle; /* LT_GUEST_IDLE_PORT waits */
 
 	/* devices */
 	struct lt_serial serial;

@@ -3,7 +3,7 @@
 GUEST_CFLAGS := -std=gnu11 -O2 -g -ffreestanding -nostdlib -fno-pic -fno-pie -mno-sse \
 	-mno-mmx -mno-red-zone -mgeneral-regs-only -fno-stack-protector \
 	-fno-asynchronous-unwind-tables -fcf-protection=none \
-	-mno-avx -Wall -Wextra -Werror
+	-mno-avx -Wall -Wextra -Werror -Isrc
 GUEST_SRCS := tests/guest/start.S tests/guest/rt.c tests/guest/vio.c tests/guest/main.c
 
 $(BUILD)/guest/testguest.elf: $(GUEST_SRCS) tests/guest/rt.h tests/guest/vio.h tests/guest/guest.ld
@@ -20,7 +20,8 @@ all: $(BUILD)/guest/testguest.elf
 # snapshot/restore tests, the lttle engine tests and bench-snapshot.
 SNAPGUEST_SRCS := tests/guest/start.S tests/guest/rt.c tests/guest/vio.c tests/guest/snapguest.c
 
-$(BUILD)/guest/snapguest.elf: $(SNAPGUEST_SRCS) tests/guest/rt.h tests/guest/vio.h tests/guest/guest.ld
+$(BUILD)/guest/snapguest.elf: $(SNAPGUEST_SRCS) tests/guest/rt.h tests/guest/vio.h tests/guest/guest.ld \
+		src/vmm/guest_abi.h
 	@mkdir -p $(dir $@)
 	$(CC) $(GUEST_CFLAGS) -static -Wl,-T,tests/guest/guest.ld -Wl,--build-id=none \
 		-Wl,-z,noexecstack -Wl,--no-warn-rwx-segments -o $@ $(SNAPGUEST_SRCS)

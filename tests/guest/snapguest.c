@@ -21,6 +21,7 @@
  * Simple integer instructions only. */
 #include "rt.h"
 #include "vio.h"
+#include "vmm/guest_abi.h"
 
 #define DATA_BASE (16ULL << 20)
 
@@ -31,7 +32,6 @@
  * `rep insb` (up to a page) to the VMM in one exit, so lines and replies
  * go as strings: one exit instead of one or two per byte. */
 #define SG_COM1 0x3f8
-#define SG_GUEST_PORT 0x7f0
 
 static void port_out(u16 port, const char *s, u64 n)
 {
@@ -83,8 +83,8 @@ static void say_report(const char *line, char *reply)
 		n = sizeof(buf) - 1;
 	memcpy(buf, line, n);
 	buf[n++] = '\n';
-	port_out(SG_GUEST_PORT, buf, n);
-	port_in(SG_GUEST_PORT, reply, 127);
+	port_out(LT_GUEST_PORT, buf, n);
+	port_in(LT_GUEST_PORT, reply, 127);
 	int i = 0;
 	if (reply[0] == '!')
 		while (i < 127 && reply[i] != '\n')
@@ -303,6 +303,17 @@ static struct conn *conn_find(u32 peer)
 	return 0;
 }
 
+/* Nothing to do: block in the VMM until a device raises an interrupt
+ * (ring 3 cannot HLT), so an idle guest leaves the host core to the
+ * device threads, as a halted Linux guest does. */
+static void idle(void)
+{
+	outb(LT_GUEST_IDLE_PORT, 10);
+}
+
+/* vq_take() polls, then idles, until queue qi has a used entry. */
+static int vq_take_wait(struct vdev *d, int qi, u32 *len);
+
 /* vq_wait() without its interrupt-status read and acknowledge (two MMIO
  * exits per entry): this guest polls with interrupts off, so it never
  * needs them. -1 if no used entry is ready. */
@@ -320,6 +331,20 @@ static int vq_take(struct vdev *d, int qi, u32 *len)
 		}
 	}
 	return -1;
+}
+
+static int vq_take_wait(struct vdev *d, int qi, u32 *len)
+{
+	for (;;) {
+		/* A short spin first: the device usually answers within
+		 * microseconds, and an idle exit costs more than that. */
+		for (int k = 0; k < 64; k++) {
+			int id = vq_take(d, qi, len);
+			if (id >= 0)
+				return id;
+		}
+		idle();
+	}
 }
 
 static void rx_post(struct vdev *d, int i)
@@ -349,10 +374,7 @@ static void vs_send(struct vdev *d, u32 peer, u16 op, u32 fwd, const u8 *data, u
 	u32 l = HDR + len;
 	u16 f = 0;
 	vq_add(d, 1, &a, &l, &f, 1);
-	u64 spins = 0;
-	while (vq_take(d, 1, 0) < 0)
-		if (++spins > (1ULL << 34))
-			fail("vsock tx timeout");
+	vq_take_wait(d, 1, 0);
 }
 
 static void echo_packet(struct vdev *d, struct vhdr *h)
@@ -440,8 +462,7 @@ static void echo_mode(void)
 	int next = 0;
 	for (;;) {
 		u32 len;
-		if (vq_take(&d, 0, &len) < 0)
-			continue;
+		vq_take_wait(&d, 0, &len);
 		int i = next;
 		next = (next + 1) % RXB;
 		if (len > RX_SIZE)
