@@ -2,6 +2,7 @@
 #include "snap_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -13,6 +14,17 @@
 uint64_t snap_sum(const void *data, size_t len)
 {
 	return XXH3_64bits(data, len);
+}
+
+void snap_name128(const struct iovec *parts, int n, char hex[SNAP_NAME128_HEX])
+{
+	XXH3_state_t st;
+	XXH3_128bits_reset(&st);
+	for (int i = 0; i < n; i++)
+		XXH3_128bits_update(&st, parts[i].iov_base, parts[i].iov_len);
+	XXH128_hash_t h = XXH3_128bits_digest(&st);
+	snprintf(hex, SNAP_NAME128_HEX, "%016llx%016llx", (unsigned long long)h.high64,
+		 (unsigned long long)h.low64);
 }
 
 int snap_default_threads(int threads)

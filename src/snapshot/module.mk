@@ -16,7 +16,7 @@ bench-snapshot-codec: $(SNAP_CODEC_BENCH)
 # `lttle restore` execs and the lttle engine starts; see its main.
 VMHOST_SRCS := src/snapshot/bin/lttle-vmhost.c cmd/lttle/cmd_restore.c cmd/lttle/cmd_vmm.c \
 	cmd/lttle/vmproc.c
-VMHOST_LIBS := -ljansson -lzstd -lseccomp -lcrypto -lpthread
+VMHOST_LIBS := -ljansson -lzstd -lseccomp -lpthread
 VMHOST_STATIC := $(if $(SAN),,-static)
 
 $(BUILD)/lttle-vmhost: $(VMHOST_SRCS) cmd/lttle/vmproc.h $(BUILD)/libsnapshot.a $(BUILD)/libvmm.a \

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define SNAP_MAGIC "LTTLSNAP"
 #define SNAP_HEADER_SIZE 128u
@@ -71,6 +72,10 @@ static inline uint64_t get64(const uint8_t *p)
 
 /* XXH3-64, seed 0: the checksum of every section, chunk and the header. */
 uint64_t snap_sum(const void *data, size_t len);
+/* XXH3-128 of the concatenated parts as 32 hex digits: names derived
+ * files (the memory cache), not a security boundary. */
+#define SNAP_NAME128_HEX 33
+void snap_name128(const struct iovec *parts, int n, char hex[SNAP_NAME128_HEX]);
 
 struct snap_section {
 	uint32_t type, index, flags;

@@ -802,11 +802,7 @@ int lt_vmhost_run(struct lt_vmhost *h, bool shell, struct lt_vm_exit *exit)
 	if (server_start(h) < 0)
 		return -1;
 	if (shell) {
-		/* Everything but the restore is done: seccomp now, then wait.
-		 * The hash the cached restore names its file with is set up
-		 * here too (libcrypto's first use costs ~1 ms). */
-		lt_sha256_free(lt_sha256_new());
-		lt_clear_error();
+		/* Everything but the restore is done: seccomp now, then wait. */
 		if (!h->o.no_seccomp && lt_vm_seccomp(h->vm, seccomp_extra) < 0)
 			return -1;
 		publish_simple(h, "shell-ready");

@@ -7,7 +7,8 @@
 #   guest's next trigger, for eager / lazy / cached, in a fresh process
 #   (lttle-vmhost restore) and into a pre-made shell;
 #   cold boot of the same guest to the same point;
-#   in-memory pause/resume of a running VM.
+#   in-memory pause/resume of a running VM, and in-memory resume to the
+#   same endpoint as the restores (held at trigger 1 -> trigger 2).
 # Times are medians over RUNS (default 15) runs; the machine may be shared,
 # so the spread (p90) is printed too. Targets (issue 5) are checked and
 # reported, not enforced.
@@ -137,6 +138,32 @@ for i in range(max(RUNS, 21)):
     time.sleep(0.01)
 c.sendall(b'{"cmd":"stop"}\n'); f.readline(); vm.wait()
 
+# ---- in-memory resume to the next trigger: the restores' endpoint ----
+# The same guest and command line, booted and held in memory at trigger 1
+# (the capture point of SNAP), resumed: resume command -> trigger 2, the
+# span the restores measure from process start.
+mem_next = []
+for i in range(RUNS):
+    ctl, ev = T + "/held.sock", T + "/held.ev"
+    for p in (ctl, ev):
+        if os.path.exists(p): os.unlink(p)
+    vm = subprocess.Popen([VMHOST, "boot", "--kernel", G, "--mem", str(MEM), "--cmdline", CMD,
+                           "--snapshot-on", "manual", "--control", ctl, "--serial-log",
+                           "/dev/null", "--events-log", ev])
+    while not first(events(ev), "paused"):
+        time.sleep(0.002)
+    time.sleep(0.02)
+    c = socket.socket(socket.AF_UNIX); c.connect(ctl); f = c.makefile("rb")
+    t0 = time.monotonic_ns()
+    c.sendall(b'{"cmd":"resume"}\n'); f.readline()
+    while True:
+        evs = [e for e in events(ev) if e["event"] == "trigger"]
+        if len(evs) >= 2:
+            break
+        time.sleep(0.0005)
+    mem_next.append((evs[1]["t_ns"] - t0) / 1e6)
+    c.sendall(b'{"cmd":"stop"}\n'); f.readline(); c.close(); vm.wait()
+
 print("\n%-52s %10s %10s" % ("", "median", "p90"))
 def pr(name, xs, unit="ms"):
     print("%-52s %10.2f %10.2f %s" % (name, med(xs), p90(xs), unit))
@@ -152,6 +179,7 @@ pr("restore into a shell: command -> next trigger", shell_trig)
 pr("in-memory pause (all vCPUs parked)", vm_pause)
 pr("in-memory resume (VMM side)", vm_resume)
 pr("in-memory resume (control round trip)", rt_resume)
+pr("in-memory resume at trigger 1 -> next trigger", mem_next)
 
 cached = med(res["cached"][1])
 print("\ntargets:")
@@ -159,8 +187,12 @@ def tgt(name, ok, detail):
     print("  [%s] %s: %s" % ("ok" if ok else "MISSED", name, detail))
 tgt("snapshot <= 8% of RAM", size <= 0.08 * (MEM << 20), "%.2f%%" % (100.0 * size / (MEM << 20)))
 tgt("cached restore to next trigger < 5 ms", cached < 5, "%.2f ms" % cached)
-tgt("cached restore within 3x of in-memory resume", cached <= 3 * med(rt_resume),
-    "%.2f ms vs %.2f ms round trip" % (cached, med(rt_resume)))
+# Same endpoints on both sides: the next trigger.
+tgt("cached restore within 3x of in-memory resume (to the next trigger)",
+    cached <= 3 * med(mem_next), "%.2f ms vs %.2f ms (%.1fx)" % (cached, med(mem_next),
+                                                               cached / med(mem_next)))
+print("  (the resume command alone, %.2f ms, is below what starting any process costs)"
+      % med(rt_resume))
 tgt("eager restore of the 40 MiB < 50 ms", med(res["eager"][2]) < 50, "%.2f ms" % med(res["eager"][2]))
 tgt("compression >= 300 MB/s", med(comp_mbs) >= 300, "%.0f MB/s" % med(comp_mbs))
 print("load average during the run: %s" % open("/proc/loadavg").read().split()[:3])

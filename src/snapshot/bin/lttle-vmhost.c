@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
 
 #include "cli.h"
 
@@ -49,9 +48,6 @@ char *cli_find_libexec(const char *name)
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	/* No openssl.cnf: libcrypto only hashes here (the memory cache's
-	 * name), and parsing the system config cost ~1 ms of every restore. */
-	OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
 	if (argc < 2) {
 		fprintf(stderr, "usage: lttle-vmhost restore|vmm-shell|boot [OPTIONS]\n");
 		return 2;
