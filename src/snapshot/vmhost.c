@@ -4,8 +4,8 @@
  *
  * Threads: the VM's own (vCPUs, I/O), the caller's (lt_vmhost_run: waits
  * for the VM) and one server thread (the control socket). Guest events and
- * the trigger arrive in vCPU threads through the VM callbacks; they queue
- * event lines under qlock and wake the server with an eventfd. A capture
+ * the trigger arrive in vCPU threads through the VM callbacks; they are
+ * published to the control clients through the line server. A capture
  * at the trigger runs in the vCPU thread that hit it, with every vCPU
  * parked; one on request runs in the server thread after lt_vm_pause. */
 #include <errno.h>
@@ -17,10 +17,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,19 +25,7 @@
 #include "util/util.h"
 #include "vmm/vmm.h"
 
-#define LINE_MAX_BYTES 4096
-#define OUT_MAX_BYTES (1U << 20)
-#define MAX_CLIENTS 32
-
 enum hstate { H_SHELL, H_RESTORING, H_RUNNING, H_DONE };
-
-struct client {
-	int fd;
-	bool subscribed;
-	char in[LINE_MAX_BYTES];
-	size_t in_len;
-	struct lt_buf out;
-};
 
 struct lt_vmhost {
 	struct lt_vmhost_opts o;
@@ -64,11 +49,10 @@ struct lt_vmhost {
 	/* server */
 	pthread_t thread;
 	bool thread_started;
-	int listen_fd, efd, epfd;
+	int efd; /* wakes the server: quit, working-set deadline */
 	atomic_bool server_quit;
-	struct client *cl[MAX_CLIENTS];
-	pthread_mutex_t qlock;
-	struct lt_buf queue; /* NUL-separated event lines */
+	struct lt_lines *lines;
+	pthread_mutex_t qlock; /* keeps the events log in publish order */
 	uint64_t ws_deadline; /* working-set recording, lt_now_ns */
 };
 
@@ -88,14 +72,9 @@ static void publish(struct lt_vmhost *h, json_t *o)
 		(void)lt_write_all(h->o.events_fd, s, strlen(s));
 		(void)lt_write_all(h->o.events_fd, "\n", 1);
 	}
-	if (lt_buf_append(&h->queue, s, strlen(s) + 1) < 0)
-		lt_clear_error(); /* a full queue drops events */
+	lt_lines_publish(h->lines, s);
 	pthread_mutex_unlock(&h->qlock);
 	free(s);
-	if (h->efd >= 0) {
-		uint64_t one = 1;
-		(void)!write(h->efd, &one, sizeof(one));
-	}
 }
 
 static void publish_simple(struct lt_vmhost *h, const char *name)
@@ -197,20 +176,21 @@ static enum lt_vm_action on_paused(struct lt_vm *vm, const struct lt_guest_event
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
+static void handle_line(void *user, struct lt_lines_client *k, char *line);
+
 int lt_vmhost_new(const struct lt_vmhost_opts *o, struct lt_vmhost **out)
 {
 	struct lt_vmhost *h = lt_calloc(1, sizeof(*h));
 	if (!h)
 		return -1;
 	h->o = *o;
-	h->listen_fd = h->efd = h->epfd = -1;
+	h->efd = -1;
 	if (!o->control_fd)
 		h->o.control_fd = -1; /* a zeroed opts struct means none */
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->capture_lock, NULL);
 	pthread_mutex_init(&h->qlock, NULL);
 	pthread_cond_init(&h->cond, NULL);
-	h->queue.limit = OUT_MAX_BYTES;
 	h->control = o->control ? lt_strdup(o->control) : NULL;
 	h->snapshot_out = o->snapshot_out ? lt_strdup(o->snapshot_out) : NULL;
 	h->cache_dir = o->restore.cache_dir ? lt_strdup(o->restore.cache_dir) : NULL;
@@ -219,6 +199,11 @@ int lt_vmhost_new(const struct lt_vmhost_opts *o, struct lt_vmhost **out)
 	h->o.restore.cache_dir = h->cache_dir;
 	if ((o->control && !h->control) || (o->snapshot_out && !h->snapshot_out) ||
 	    (o->restore.cache_dir && !h->cache_dir)) {
+		lt_vmhost_free(h);
+		return -1;
+	}
+	if (lt_lines_new(handle_line, h, "{\"ok\":false,\"error\":\"line too long\"}",
+			 &h->lines) < 0) {
 		lt_vmhost_free(h);
 		return -1;
 	}
@@ -286,56 +271,18 @@ void lt_vmhost_request_stop(struct lt_vmhost *h)
 
 /* ---- control server ----------------------------------------------------------- */
 
-static void client_close(struct lt_vmhost *h, int i)
-{
-	struct client *k = h->cl[i];
-	epoll_ctl(h->epfd, EPOLL_CTL_DEL, k->fd, NULL);
-	close(k->fd);
-	lt_buf_free(&k->out);
-	free(k);
-	h->cl[i] = NULL;
-}
-
-static bool client_flush(struct lt_vmhost *h, struct client *k)
-{
-	while (k->out.len) {
-		ssize_t n = send(k->fd, k->out.data, k->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			break;
-		if (n <= 0)
-			return false;
-		memmove(k->out.data, k->out.data + n, k->out.len - (size_t)n);
-		k->out.len -= (size_t)n;
-	}
-	struct epoll_event ev = {.events = EPOLLIN | (k->out.len ? EPOLLOUT : 0), .data.fd = k->fd};
-	epoll_ctl(h->epfd, EPOLL_CTL_MOD, k->fd, &ev);
-	return true;
-}
-
-static bool client_send(struct lt_vmhost *h, struct client *k, const char *line)
-{
-	size_t n = strlen(line);
-	if (k->out.len + n + 1 > OUT_MAX_BYTES)
-		return false;
-	if (lt_buf_append(&k->out, line, n) < 0 || lt_buf_append(&k->out, "\n", 1) < 0)
-		return false;
-	return client_flush(h, k);
-}
-
-static void reply_json(struct lt_vmhost *h, struct client *k, json_t *o)
+static void reply_json(struct lt_lines_client *k, json_t *o)
 {
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	if (s)
-		client_send(h, k, s);
+		lt_lines_send(k, s);
 	free(s);
 	json_decref(o);
 }
 
-static void reply_error(struct lt_vmhost *h, struct client *k, const char *msg)
+static void reply_error(struct lt_lines_client *k, const char *msg)
 {
-	reply_json(h, k, json_pack("{s:b,s:s}", "ok", 0, "error", msg));
+	reply_json(k, json_pack("{s:b,s:s}", "ok", 0, "error", msg));
 }
 
 static const char *state_name(struct lt_vmhost *h)
@@ -348,7 +295,7 @@ static const char *state_name(struct lt_vmhost *h)
 	}
 }
 
-static void do_status(struct lt_vmhost *h, struct client *k)
+static void do_status(struct lt_vmhost *h, struct lt_lines_client *k)
 {
 	struct lt_vm_stats st;
 	memset(&st, 0, sizeof(st));
@@ -370,7 +317,7 @@ static void do_status(struct lt_vmhost *h, struct client *k)
 			      (json_int_t)st.last_resume_ns, "pid", (int)getpid());
 	if (o && h->snap_path)
 		json_object_set_new(o, "snapshot", json_string(h->snap_path));
-	reply_json(h, k, o);
+	reply_json(k, o);
 }
 
 static bool vm_running(struct lt_vmhost *h)
@@ -381,22 +328,22 @@ static bool vm_running(struct lt_vmhost *h)
 	return r;
 }
 
-static void do_pause(struct lt_vmhost *h, struct client *k)
+static void do_pause(struct lt_vmhost *h, struct lt_lines_client *k)
 {
 	if (!vm_running(h) || lt_vm_pause(h->vm) < 0) {
-		reply_error(h, k, vm_running(h) ? lt_errmsg() : "the VM is not running");
+		reply_error(k, vm_running(h) ? lt_errmsg() : "the VM is not running");
 		return;
 	}
 	struct lt_vm_stats st;
 	lt_vm_get_stats(h->vm, &st);
 	publish_simple(h, "paused");
-	reply_json(h, k, json_pack("{s:b,s:I}", "ok", 1, "pause_ns", (json_int_t)st.last_pause_ns));
+	reply_json(k, json_pack("{s:b,s:I}", "ok", 1, "pause_ns", (json_int_t)st.last_pause_ns));
 }
 
-static void do_resume(struct lt_vmhost *h, struct client *k)
+static void do_resume(struct lt_vmhost *h, struct lt_lines_client *k)
 {
 	if (!vm_running(h)) {
-		reply_error(h, k, "the VM is not running");
+		reply_error(k, "the VM is not running");
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
@@ -406,13 +353,13 @@ static void do_resume(struct lt_vmhost *h, struct client *k)
 	struct lt_vm_stats st;
 	lt_vm_get_stats(h->vm, &st);
 	publish_simple(h, "resumed");
-	reply_json(h, k,
+	reply_json(k,
 		   json_pack("{s:b,s:I}", "ok", 1, "resume_ns", (json_int_t)st.last_resume_ns));
 }
 
-static void do_stop(struct lt_vmhost *h, struct client *k)
+static void do_stop(struct lt_vmhost *h, struct lt_lines_client *k)
 {
-	reply_json(h, k, json_pack("{s:b}", "ok", 1));
+	reply_json(k, json_pack("{s:b}", "ok", 1));
 	pthread_mutex_lock(&h->lock);
 	h->stop_req = true;
 	bool running = h->state == H_RUNNING;
@@ -422,30 +369,30 @@ static void do_stop(struct lt_vmhost *h, struct client *k)
 		lt_vm_request_stop(h->vm);
 }
 
-static void do_snapshot(struct lt_vmhost *h, struct client *k, const char *path, bool keep)
+static void do_snapshot(struct lt_vmhost *h, struct lt_lines_client *k, const char *path, bool keep)
 {
 	if (!path || !*path) {
-		reply_error(h, k, "snapshot needs a \"path\"");
+		reply_error(k, "snapshot needs a \"path\"");
 		return;
 	}
 	if (!vm_running(h)) {
-		reply_error(h, k, "the VM is not running");
+		reply_error(k, "the VM is not running");
 		return;
 	}
 	bool was_paused = lt_vm_is_paused(h->vm);
 	if (!was_paused && lt_vm_pause(h->vm) < 0) {
-		reply_error(h, k, lt_errmsg());
+		reply_error(k, lt_errmsg());
 		return;
 	}
 	json_t *r = NULL;
 	int rc = capture(h, path, "request", &r);
 	if (rc < 0) {
 		json_decref(r);
-		reply_error(h, k, lt_errmsg());
+		reply_error(k, lt_errmsg());
 	} else {
 		json_object_del(r, "event");
 		json_object_set_new(r, "ok", json_true());
-		reply_json(h, k, r);
+		reply_json(k, r);
 	}
 	pthread_mutex_lock(&h->lock);
 	bool at_trigger = h->at_trigger;
@@ -464,12 +411,12 @@ static void do_snapshot(struct lt_vmhost *h, struct client *k, const char *path,
 
 static int start_vm(struct lt_vmhost *h);
 
-static void do_restore(struct lt_vmhost *h, struct client *k, const char *path, const char *mem)
+static void do_restore(struct lt_vmhost *h, struct lt_lines_client *k, const char *path, const char *mem)
 {
 	uint64_t t0 = lt_now_ns();
 	enum lt_vmsnap_mem m = h->o.restore.mem;
 	if (mem && lt_vmsnap_mem_parse(mem, &m) < 0) {
-		reply_error(h, k, lt_errmsg());
+		reply_error(k, lt_errmsg());
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
@@ -478,11 +425,11 @@ static void do_restore(struct lt_vmhost *h, struct client *k, const char *path, 
 		h->state = H_RESTORING;
 	pthread_mutex_unlock(&h->lock);
 	if (!shell) {
-		reply_error(h, k, "not a shell waiting for a restore");
+		reply_error(k, "not a shell waiting for a restore");
 		return;
 	}
 	if (!path || !*path) {
-		reply_error(h, k, "restore needs a snapshot path");
+		reply_error(k, "restore needs a snapshot path");
 		pthread_mutex_lock(&h->lock);
 		h->state = H_SHELL;
 		pthread_mutex_unlock(&h->lock);
@@ -495,7 +442,7 @@ static void do_restore(struct lt_vmhost *h, struct client *k, const char *path, 
 		/* A half-loaded shell cannot be used again: end the process. */
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%s", lt_errmsg());
-		reply_error(h, k, msg);
+		reply_error(k, msg);
 		json_t *o = json_pack("{s:s,s:s}", "event", "restore-failed", "error", msg);
 		publish(h, o);
 		pthread_mutex_lock(&h->lock);
@@ -505,20 +452,20 @@ static void do_restore(struct lt_vmhost *h, struct client *k, const char *path, 
 		pthread_mutex_unlock(&h->lock);
 		return;
 	}
-	reply_json(h, k,
+	reply_json(k,
 		   json_pack("{s:b,s:s,s:I}", "ok", 1, "mem", lt_vmsnap_mem_name(m), "restore_ns",
 			     (json_int_t)(lt_now_ns() - t0)));
 }
 
 /* "restore FILE [MEM]" and other plain words: the shell protocol for hand
  * use (nc -U). */
-static void handle_text(struct lt_vmhost *h, struct client *k, char *line)
+static void handle_text(struct lt_vmhost *h, struct lt_lines_client *k, char *line)
 {
 	char *save = NULL, *cmd = strtok_r(line, " \t\r", &save);
 	char *arg = cmd ? strtok_r(NULL, " \t\r", &save) : NULL;
 	char *arg2 = arg ? strtok_r(NULL, " \t\r", &save) : NULL;
 	if (!cmd)
-		reply_error(h, k, "empty command");
+		reply_error(k, "empty command");
 	else if (!strcmp(cmd, "restore"))
 		do_restore(h, k, arg, arg2);
 	else if (!strcmp(cmd, "status"))
@@ -532,11 +479,12 @@ static void handle_text(struct lt_vmhost *h, struct client *k, char *line)
 	else if (!strcmp(cmd, "snapshot"))
 		do_snapshot(h, k, arg, arg2 && !strcmp(arg2, "keep-running"));
 	else
-		reply_error(h, k, "unknown command");
+		reply_error(k, "unknown command");
 }
 
-static void handle_line(struct lt_vmhost *h, struct client *k, char *line)
+static void handle_line(void *user, struct lt_lines_client *k, char *line)
 {
+	struct lt_vmhost *h = user;
 	if (line[0] != '{') {
 		handle_text(h, k, line);
 		return;
@@ -547,9 +495,9 @@ static void handle_line(struct lt_vmhost *h, struct client *k, char *line)
 	if (!o) {
 		char msg[200];
 		snprintf(msg, sizeof(msg), "bad JSON: %s", err.text);
-		reply_error(h, k, msg);
+		reply_error(k, msg);
 	} else if (!cmd) {
-		reply_error(h, k, "missing \"cmd\"");
+		reply_error(k, "missing \"cmd\"");
 	} else if (!strcmp(cmd, "status")) {
 		do_status(h, k);
 	} else if (!strcmp(cmd, "pause")) {
@@ -559,8 +507,8 @@ static void handle_line(struct lt_vmhost *h, struct client *k, char *line)
 	} else if (!strcmp(cmd, "stop")) {
 		do_stop(h, k);
 	} else if (!strcmp(cmd, "events")) {
-		k->subscribed = true;
-		client_send(h, k, "{\"ok\":true,\"subscribed\":true}");
+		lt_lines_subscribe(k);
+		lt_lines_send(k, "{\"ok\":true,\"subscribed\":true}");
 	} else if (!strcmp(cmd, "snapshot")) {
 		do_snapshot(h, k, json_string_value(json_object_get(o, "path")),
 			    json_is_true(json_object_get(o, "keep_running")));
@@ -568,81 +516,9 @@ static void handle_line(struct lt_vmhost *h, struct client *k, char *line)
 		do_restore(h, k, json_string_value(json_object_get(o, "path")),
 			   json_string_value(json_object_get(o, "memory")));
 	} else {
-		reply_error(h, k, "unknown command");
+		reply_error(k, "unknown command");
 	}
 	json_decref(o);
-}
-
-static void on_client(struct lt_vmhost *h, int i, uint32_t events)
-{
-	struct client *k = h->cl[i];
-	if ((events & EPOLLOUT) && !client_flush(h, k)) {
-		client_close(h, i);
-		return;
-	}
-	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-		return;
-	ssize_t n = recv(k->fd, k->in + k->in_len, sizeof(k->in) - k->in_len, MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		client_close(h, i);
-		return;
-	}
-	k->in_len += (size_t)n;
-	for (;;) {
-		char *nl = memchr(k->in, '\n', k->in_len);
-		if (!nl)
-			break;
-		*nl = '\0';
-		handle_line(h, k, k->in);
-		if (!h->cl[i])
-			return;
-		size_t used = (size_t)(nl - k->in) + 1;
-		memmove(k->in, nl + 1, k->in_len - used);
-		k->in_len -= used;
-	}
-	if (k->in_len == sizeof(k->in)) {
-		reply_error(h, k, "line too long");
-		client_close(h, i);
-	}
-}
-
-static void on_accept(struct lt_vmhost *h)
-{
-	int fd = accept4(h->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	int slot = -1;
-	for (int i = 0; i < MAX_CLIENTS && slot < 0; i++)
-		if (!h->cl[i])
-			slot = i;
-	struct client *k = slot >= 0 ? lt_calloc(1, sizeof(*k)) : NULL;
-	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-	if (!k || epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		free(k);
-		close(fd);
-		return;
-	}
-	k->fd = fd;
-	h->cl[slot] = k;
-}
-
-static void drain_queue(struct lt_vmhost *h)
-{
-	pthread_mutex_lock(&h->qlock);
-	struct lt_buf q = h->queue;
-	memset(&h->queue, 0, sizeof(h->queue));
-	h->queue.limit = OUT_MAX_BYTES;
-	pthread_mutex_unlock(&h->qlock);
-	for (size_t off = 0; off < q.len;) {
-		const char *line = (const char *)q.data + off;
-		for (int i = 0; i < MAX_CLIENTS; i++)
-			if (h->cl[i] && h->cl[i]->subscribed && !client_send(h, h->cl[i], line))
-				client_close(h, i);
-		off += strlen(line) + 1;
-	}
-	lt_buf_free(&q);
 }
 
 /* Working set: the chunks the guest touched in its first record_ws_ms. */
@@ -683,77 +559,37 @@ static void *server_main(void *arg)
 			else
 				timeout = (int)((due - now) / 1000000) + 1;
 		}
-		struct epoll_event evs[16];
-		int n = epoll_wait(h->epfd, evs, 16, timeout);
-		for (int i = 0; i < n; i++) {
-			int fd = evs[i].data.fd;
-			if (fd == h->efd) {
-				uint64_t v;
-				(void)!read(h->efd, &v, sizeof(v));
-				drain_queue(h);
-			} else if (fd == h->listen_fd) {
-				on_accept(h);
-			} else {
-				for (int c = 0; c < MAX_CLIENTS; c++)
-					if (h->cl[c] && h->cl[c]->fd == fd) {
-						on_client(h, c, evs[i].events);
-						break;
-					}
-			}
+		struct pollfd p[2] = {{.fd = lt_lines_fd(h->lines), .events = POLLIN},
+				      {.fd = h->efd, .events = POLLIN}};
+		if (poll(p, 2, timeout) <= 0)
+			continue;
+		if (p[1].revents) {
+			uint64_t v;
+			(void)!read(h->efd, &v, sizeof(v));
 		}
+		if (p[0].revents)
+			lt_lines_dispatch(h->lines);
 	}
-	drain_queue(h);
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (h->cl[i] && h->cl[i]->out.len)
-			(void)lt_write_all(h->cl[i]->fd, h->cl[i]->out.data, h->cl[i]->out.len);
+	lt_lines_finish(h->lines);
 	return NULL;
 }
 
 static int server_start(struct lt_vmhost *h)
 {
-	h->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (h->epfd < 0)
-		return lt_fail_errno("epoll_create1");
-	struct epoll_event ev = {.events = EPOLLIN, .data.fd = h->efd};
-	if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->efd, &ev) < 0)
-		return lt_fail_errno("epoll_ctl");
-	if (h->control) {
-		struct sockaddr_un a = {.sun_family = AF_UNIX};
-		if (strlen(h->control) >= sizeof(a.sun_path))
-			return lt_fail("control socket path too long: %s", h->control);
-		strcpy(a.sun_path, h->control);
-		h->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (h->listen_fd < 0)
-			return lt_fail_errno("control socket");
-		unlink(h->control);
-		if (bind(h->listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-		    listen(h->listen_fd, 64) < 0)
-			return lt_fail_errno("control socket %s", h->control);
-		ev.data.fd = h->listen_fd;
-		if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->listen_fd, &ev) < 0)
-			return lt_fail_errno("epoll_ctl");
-	}
+	if (h->control && lt_lines_listen(h->lines, h->control, 64) < 0)
+		return -1;
 	if (h->o.control_fd >= 0) {
-		struct client *k = lt_calloc(1, sizeof(*k));
 		int fl = fcntl(h->o.control_fd, F_GETFL);
-		if (!k || fl < 0 || fcntl(h->o.control_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-			free(k);
+		if (fl < 0 || fcntl(h->o.control_fd, F_SETFL, fl | O_NONBLOCK) < 0)
 			return lt_fail_errno("control fd %d", h->o.control_fd);
-		}
 		fcntl(h->o.control_fd, F_SETFD, FD_CLOEXEC);
-		k->fd = h->o.control_fd;
 		/* The owner that handed us a connected socket sees every event
 		 * from the first: subscribing only when its "events" command
 		 * was read lost the ones published before (a shell's
 		 * "shell-ready" under load, and the owner waited forever). */
-		k->subscribed = true;
-		ev.data.fd = k->fd;
-		if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, k->fd, &ev) < 0) {
-			free(k);
-			return lt_fail_errno("epoll_ctl");
-		}
-		h->cl[0] = k;
-		h->o.control_fd = -1; /* the client owns it now */
+		if (lt_lines_adopt(h->lines, h->o.control_fd, true) < 0)
+			return -1;
+		h->o.control_fd = -1; /* the line server owns it now */
 	}
 	/* The server never takes the VM's kick signal. */
 	sigset_t all, old;
@@ -867,18 +703,9 @@ void lt_vmhost_free(struct lt_vmhost *h)
 	lt_vmsnap_restored_free(h->restored);
 	lt_vm_destroy(h->vm);
 	lt_snap_close(h->snap);
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (h->cl[i])
-			client_close(h, i);
-	if (h->listen_fd >= 0) {
-		close(h->listen_fd);
-		unlink(h->control);
-	}
+	lt_lines_free(h->lines);
 	if (h->efd >= 0)
 		close(h->efd);
-	if (h->epfd >= 0)
-		close(h->epfd);
-	lt_buf_free(&h->queue);
 	free(h->control);
 	free(h->snapshot_out);
 	free(h->cache_dir);

@@ -65,6 +65,37 @@ int lt_buf_printf(struct lt_buf *b, const char *fmt, ...) LT_PRINTF(2, 3);
 int lt_buf_cstr(struct lt_buf *b);
 void lt_buf_free(struct lt_buf *b);
 
+/* ---- line servers (lines.c) ------------------------------------------------
+ * A unix-socket server that speaks newline-terminated lines, for control
+ * channels: input per client is bounded (a longer line gets the
+ * too-long reply, then the client is dropped), output too (a client that
+ * stops reading is dropped), and lines published from any thread reach
+ * every subscribed client. It owns an epoll fd: the owner watches
+ * lt_lines_fd() for input in its own loop and calls lt_lines_dispatch(),
+ * which runs on_line for each complete line, in that thread. */
+#define LT_LINES_IN_MAX 4096
+#define LT_LINES_OUT_MAX (1U << 20)
+struct lt_lines;
+struct lt_lines_client;
+typedef void (*lt_lines_fn)(void *user, struct lt_lines_client *k, char *line);
+int lt_lines_new(lt_lines_fn on_line, void *user, const char *too_long_reply,
+		 struct lt_lines **out);
+/* Binds and listens on the unix socket PATH (replacing a stale one). */
+int lt_lines_listen(struct lt_lines *l, const char *path, int backlog);
+/* Serves an already connected, non-blocking socket (it is closed later). */
+int lt_lines_adopt(struct lt_lines *l, int fd, bool subscribed);
+int lt_lines_fd(const struct lt_lines *l);
+void lt_lines_dispatch(struct lt_lines *l);
+/* Queues a reply line ('\n' added); only from on_line. */
+void lt_lines_send(struct lt_lines_client *k, const char *line);
+void lt_lines_subscribe(struct lt_lines_client *k);
+/* Any thread: a line for every subscriber (dropped if the queue is full). */
+void lt_lines_publish(struct lt_lines *l, const char *line);
+/* Delivers what is queued and flushes every client, blocking briefly:
+ * for the owner's last turn. */
+void lt_lines_finish(struct lt_lines *l);
+void lt_lines_free(struct lt_lines *l); /* also unlinks the socket */
+
 /* ---- sha256 ---------------------------------------------------------- */
 
 #define LT_SHA256_LEN 32
