@@ -84,6 +84,7 @@ struct lt_app {
 	uint32_t shells_ready, shells_creating;
 	struct lt_timer shell_retry;
 	uint64_t shell_backoff;
+	struct lt_timer shell_hold; /* refill waits while a wake uses a shell */
 	struct lt_timer start_retry; /* backoff after start failures */
 	struct lt_timer finish;      /* frees a removed app */
 	uint64_t start_backoff;
