@@ -53,9 +53,11 @@ all: $(BUILD)/lttle $(BUILD)/ignitiond $(if $(filter build,$(BUILD)),lttle)
 # Every fragment may add to `all`, unit-test extras and its own targets.
 -include $(sort $(wildcard src/*/module.mk cmd/*/module.mk kernel/*.mk tests/*/module.mk))
 
+# Both spellings of the object as dependency targets: a tree built with
+# BUILD=build and BUILD=$$PWD/build must still see every header change.
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) -MT $@ -MT $(abspath $@) -c -o $@ $<
 
 define module_lib
 $(BUILD)/lib$(1).a: $(call objs_of,$(1))
