@@ -57,6 +57,8 @@ static void usage(FILE *out)
 		"  --no-seccomp          do not install the seccomp filter (debugging)\n"
 		"  --no-ioeventfd        handle virtio notifications and interrupts in the\n"
 		"                        vCPU exit path instead of ioeventfd/irqfd (debugging)\n"
+		"  --no-coalesced-io     every serial byte exits to the VMM, instead of being\n"
+		"                        queued by KVM and replayed (debugging)\n"
 		"  --snapshot-on T       capture trigger: first-listen, nth-listen:N,\n"
 		"                        listen-port:P, userspace-ready or manual; the VM\n"
 		"                        pauses at that exit and is written to --snapshot-out\n"
@@ -143,7 +145,7 @@ static int open_out(const char *path, int *fd)
 enum {
 	OPT_KERNEL = 256, OPT_ROOTFS, OPT_RO, OPT_OVERLAY, OPT_DISK, OPT_MEM, OPT_CPUS,
 	OPT_CMDLINE, OPT_INITRD, OPT_VSOCK, OPT_VSOCK_CID, OPT_TAP, OPT_CONTROL, OPT_EVENTS,
-	OPT_TEMPLATE, OPT_SERIAL_LOG, OPT_NO_SECCOMP, OPT_HELP, OPT_OVERLAY_FILE, OPT_OVERLAY_TMP, OPT_NO_IOEVENTFD,
+	OPT_TEMPLATE, OPT_SERIAL_LOG, OPT_NO_SECCOMP, OPT_HELP, OPT_OVERLAY_FILE, OPT_OVERLAY_TMP, OPT_NO_IOEVENTFD, OPT_NO_COALESCE,
 	OPT_SNAP_ON, OPT_SNAP_OUT, OPT_KEEP, /* snapshot capture (vmproc.c) */
 };
 
@@ -168,6 +170,7 @@ static const struct option opts[] = {
 	{"serial-log", required_argument, 0, OPT_SERIAL_LOG},
 	{"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
 	{"no-ioeventfd", no_argument, 0, OPT_NO_IOEVENTFD},
+	{"no-coalesced-io", no_argument, 0, OPT_NO_COALESCE},
 	{"help", no_argument, 0, OPT_HELP},
 	{"snapshot-on", required_argument, 0, OPT_SNAP_ON},
 	{"snapshot-out", required_argument, 0, OPT_SNAP_OUT},
@@ -242,6 +245,7 @@ static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_arg
 		case OPT_SERIAL_LOG: a->serial_log = optarg; break;
 		case OPT_NO_SECCOMP: a->no_seccomp = true; break;
 		case OPT_NO_IOEVENTFD: cfg->no_ioeventfd = true; break;
+		case OPT_NO_COALESCE: cfg->no_coalesced_io = true; break;
 		case OPT_HELP: usage(stdout); return -1;
 		case OPT_SNAP_ON:
 #ifndef LTTLE_VMM_BINARY
@@ -320,6 +324,8 @@ static void exec_vmm(const char *vmm, const struct lt_vm_config *cfg, const stru
 		ARG("--no-seccomp");
 	if (cfg->no_ioeventfd)
 		ARG("--no-ioeventfd");
+	if (cfg->no_coalesced_io)
+		ARG("--no-coalesced-io");
 	ARG(NULL);
 #undef OPT
 #undef ARG

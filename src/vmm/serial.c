@@ -41,6 +41,14 @@ static void flush_locked(struct lt_serial *s)
 	s->olen = 0;
 }
 
+bool lt_serial_thr_plain(struct lt_serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool plain = !(s->ier & IER_THRI) && !(s->mcr & MCR_LOOP);
+	pthread_mutex_unlock(&s->lock);
+	return plain;
+}
+
 bool lt_serial_pending(struct lt_serial *s)
 {
 	pthread_mutex_lock(&s->lock);

@@ -313,6 +313,7 @@ int lt_vm_save_devices(struct lt_vm *vm, struct lt_buf *out)
 	size_t start;
 	struct lt_buf s = {0}, g = {0};
 	int rc = -1;
+	lt_vm_serial_sync(vm); /* coalesced output first: it is the UART's past */
 	if (lt_serial_save(&vm->serial, &s) < 0 || lt_guestdev_save(&vm->guestdev, &g) < 0)
 		goto out;
 	if (lt_blob_begin(out, LT_STATE_DEVICES, DEV_VERSION, &start) < 0 ||
@@ -338,6 +339,7 @@ int lt_vm_load_devices(struct lt_vm *vm, const void *blob, size_t n)
 	const void *p = lt_blob_find(&r, 1, 0, &len);
 	if (!p || lt_serial_load(&vm->serial, p, len) < 0)
 		return p ? -1 : lt_fail("device state: serial missing");
+	lt_vm_serial_sync(vm); /* the restored IER/MCR decide coalescing */
 	p = lt_blob_find(&r, 2, 0, &len);
 	if (!p || lt_guestdev_load(&vm->guestdev, p, len) < 0)
 		return p ? -1 : lt_fail("device state: guest device missing");

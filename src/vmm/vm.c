@@ -237,6 +237,63 @@ static void serial_irq(void *opaque)
 	lt_idle_kick(&vm->idle);
 }
 
+/* ---- coalesced serial transmit ------------------------------------------ */
+
+static void replay_serial(void *arg, const struct kvm_coalesced_mmio *e)
+{
+	struct lt_vm *vm = arg;
+	if (e->pio && e->len >= 1 && e->phys_addr >= LT_SERIAL_BASE &&
+	    e->phys_addr < LT_SERIAL_BASE + 8)
+		lt_serial_out(&vm->serial, (uint16_t)(e->phys_addr - LT_SERIAL_BASE), e->data[0]);
+}
+
+/* Replays what the guest wrote to the coalesced zone: at every exit before
+ * it is handled (so output and events keep their order), on the I/O
+ * thread's turns, and before device state is saved. */
+static void cring_drain(struct lt_vm *vm)
+{
+	if (!vm->cring || __atomic_load_n(&vm->cring->first, __ATOMIC_RELAXED) ==
+				  __atomic_load_n(&vm->cring->last, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&vm->cring_lock);
+	lt_cring_drain(vm->cring, vm->cring_cap, replay_serial, vm);
+	pthread_mutex_unlock(&vm->cring_lock);
+}
+
+void lt_vm_serial_sync(struct lt_vm *vm)
+{
+	if (!vm->cring)
+		return;
+	pthread_mutex_lock(&vm->cring_lock);
+	lt_cring_drain(vm->cring, vm->cring_cap, replay_serial, vm);
+	bool want = lt_serial_thr_plain(&vm->serial);
+	if (want != vm->thr_coalesced) {
+		struct kvm_coalesced_mmio_zone z = {.addr = LT_SERIAL_BASE, .size = 1, .pio = 1};
+		unsigned long req = want ? KVM_REGISTER_COALESCED_MMIO : KVM_UNREGISTER_COALESCED_MMIO;
+		if (ioctl(vm->vm_fd, req, &z) == 0)
+			vm->thr_coalesced = want;
+		else
+			lt_debug("vmm: coalesced serial zone: %s", strerror(errno));
+	}
+	/* A write that raced with the unregistration. */
+	lt_cring_drain(vm->cring, vm->cring_cap, replay_serial, vm);
+	pthread_mutex_unlock(&vm->cring_lock);
+}
+
+/* The ring is the page at KVM_CAP_COALESCED_MMIO's offset in every vCPU's
+ * kvm_run mapping (the same page for all of them). */
+static void cring_setup(struct lt_vm *vm)
+{
+	int off = check_cap(vm, KVM_CAP_COALESCED_MMIO);
+	long page = sysconf(_SC_PAGESIZE);
+	if (vm->cfg.no_coalesced_io || off <= 0 || page <= 0 ||
+	    !check_cap(vm, KVM_CAP_COALESCED_PIO) || (long)(off + 1) * page > vm->run_size)
+		return;
+	vm->cring = (struct kvm_coalesced_mmio_ring *)((char *)vm->vcpus[0].run + off * page);
+	vm->cring_cap = lt_cring_capacity(page);
+	lt_vm_serial_sync(vm);
+}
+
 static int copy_config(struct lt_vm *vm, const struct lt_vm_config *cfg)
 {
 	vm->cfg = *cfg;
@@ -273,6 +330,7 @@ int lt_vm_create(const struct lt_vm_config *cfg, struct lt_vm **out)
 	for (int i = 0; i < LT_VM_MAX_VCPUS; i++)
 		vm->vcpus[i].fd = vm->vcpus[i].stat_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->cring_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	lt_serial_init(&vm->serial, -1);
 	if (copy_config(vm, cfg) < 0)
@@ -332,6 +390,7 @@ int lt_vm_create(const struct lt_vm_config *cfg, struct lt_vm **out)
 	for (int i = 0; i < vm->nvcpus; i++)
 		if (create_vcpu(vm, i) < 0)
 			goto fail;
+	cring_setup(vm);
 	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_efd < 0) {
 		lt_fail_errno("eventfd");
@@ -791,7 +850,10 @@ static void pio_out(struct lt_vcpu *v, uint16_t port, const uint8_t *d, int size
 {
 	struct lt_vm *vm = v->vm;
 	if (port >= LT_SERIAL_BASE && port < LT_SERIAL_BASE + 8) {
-		lt_serial_out(&vm->serial, (uint16_t)(port - LT_SERIAL_BASE), d[0]);
+		uint16_t reg = (uint16_t)(port - LT_SERIAL_BASE);
+		lt_serial_out(&vm->serial, reg, d[0]);
+		if (reg == 1 || reg == 4) /* IER, MCR: may change what can coalesce */
+			lt_vm_serial_sync(vm);
 	} else if (port == LT_GUEST_PORT) {
 		for (int i = 0; i < size; i++)
 			guest_byte(v, d[i], flushing);
@@ -823,6 +885,7 @@ static int handle_exit(struct lt_vcpu *v, bool flushing)
 	struct lt_vm *vm = v->vm;
 	struct kvm_run *run = v->run;
 	atomic_fetch_add(&vm->st_exits, 1);
+	cring_drain(vm);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO: {
 		atomic_fetch_add(&vm->st_io, 1);
@@ -1026,6 +1089,8 @@ static void *io_main(void *arg)
 		bool pending = lt_serial_pending(&vm->serial);
 		if (lt_ioloop_poll(vm->loop, pending ? 2 : 10) < 0)
 			lt_warn("vmm: %s", lt_errmsg());
+		cring_drain(vm); /* a guest that prints, then computes */
+		pending = pending || lt_serial_pending(&vm->serial);
 		if (pending)
 			lt_serial_flush(&vm->serial);
 		uint64_t now = lt_now_ns();
@@ -1034,6 +1099,7 @@ static void *io_main(void *arg)
 			halt_watch(vm);
 		}
 	}
+	cring_drain(vm);
 	lt_serial_flush(&vm->serial);
 	return NULL;
 }
@@ -1131,6 +1197,8 @@ int lt_vm_wait(struct lt_vm *vm, struct lt_vm_exit *exit)
 		json_object_set_new(o, "reason", json_string(lt_vm_exit_reason_name(vm->exit.reason)));
 		if (vm->exit.guest_exit_reported)
 			json_object_set_new(o, "code", json_integer(vm->exit.guest_exit_code));
+		json_object_set_new(o, "exits", json_integer((json_int_t)atomic_load(&vm->st_exits)));
+		json_object_set_new(o, "io_exits", json_integer((json_int_t)atomic_load(&vm->st_io)));
 		publish_json(vm, o);
 	}
 	if (vm->control)

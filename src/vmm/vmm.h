@@ -149,6 +149,7 @@ struct lt_vm_config {
 	const char *control;   /* control socket path, or NULL */
 	int events_fd;         /* -1, or fd to write JSON event lines to */
 	bool no_ioeventfd;     /* force in-exit handling (tests) */
+	bool no_coalesced_io;  /* every serial byte exits to the VMM (tests) */
 	/* Callbacks; run in vCPU threads. NULL = continue. */
 	enum lt_vm_action (*on_event)(struct lt_vm *vm, const struct lt_guest_event *ev,
 				      void *user);

@@ -72,8 +72,20 @@ size_t lt_serial_feed(struct lt_serial *s, const uint8_t *data, size_t n);
 size_t lt_serial_rx_room(struct lt_serial *s);
 void lt_serial_flush(struct lt_serial *s);
 bool lt_serial_pending(struct lt_serial *s);
+/* A transmit-register write only emits output (no THRE interrupt wanted,
+ * no loopback): it may then be coalesced and replayed later. */
+bool lt_serial_thr_plain(struct lt_serial *s);
 int lt_serial_save(struct lt_serial *s, struct lt_buf *b);
 int lt_serial_load(struct lt_serial *s, const void *p, size_t n);
+
+/* ---- coalesced I/O ring (cring.c) ------------------------------------------ */
+
+typedef void (*lt_cring_fn)(void *arg, const struct kvm_coalesced_mmio *e);
+/* Entries in a ring of one page. */
+uint32_t lt_cring_capacity(long page_size);
+/* Replays every entry in order through fn and frees the slots; returns
+ * how many. The caller serialises drains of one ring. */
+size_t lt_cring_drain(struct kvm_coalesced_mmio_ring *r, uint32_t cap, lt_cring_fn fn, void *arg);
 
 /* ---- the VM ----------------------------------------------------------------- */
 
@@ -135,6 +147,12 @@ struct lt_vm {
 	int halt_idle_samples;
 	struct lt_idle idle; /* LT_GUEST_IDLE_PORT waits */
 
+	/* Coalesced serial transmit (vm.c): NULL without KVM support. */
+	struct kvm_coalesced_mmio_ring *cring;
+	uint32_t cring_cap;
+	pthread_mutex_t cring_lock;
+	bool thr_coalesced; /* the zone is registered */
+
 	/* devices */
 	struct lt_serial serial;
 	struct lt_guestdev guestdev;
@@ -153,6 +171,9 @@ struct lt_vm {
 };
 
 /* vm.c */
+/* Replays coalesced serial writes; then (re)registers the zone for what
+ * the UART's registers now allow. Any thread. */
+void lt_vm_serial_sync(struct lt_vm *vm);
 void lt_vm_set_exit(struct lt_vm *vm, enum lt_vm_exit_reason r, const char *fmt, ...)
 	LT_PRINTF(3, 4);
 /* Publishes an event (JSON) to the events fd and control subscribers. */

@@ -56,6 +56,20 @@ assert_eq "$want" "$got" "event stream"
 seqs=$(python3 -c 'import json,sys; print(" ".join(str(json.loads(l).get("seq","")) for l in open(sys.argv[1])))' "$T/ev.log")
 assert_eq "1 2 3 4 5 6 7 8 9 10 11 12 13 " "$seqs" "event sequence numbers"
 
+log "coalesced serial output: same bytes, in order, with fewer exits"
+exits_of() { python3 -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1])][-1]["io_exits"])' "$T/ev.log"; }
+run_guest "lt.t=hello,events lt.end=exit:7 marker=abc" --no-coalesced-io
+assert_eq 7 "$RC" "exit code without coalescing"
+plain_out=$OUT
+plain_exits=$(exits_of)
+run_guest "lt.t=hello,events lt.end=exit:7 marker=abc"
+assert_eq "$plain_out" "$OUT" "console output with and without coalescing"
+coal_exits=$(exits_of)
+bytes=$(printf '%s\n' "$OUT" | wc -c)
+log "I/O exits: $plain_exits byte by byte, $coal_exits coalesced ($bytes console bytes)"
+[ "$coal_exits" -le $((plain_exits - bytes / 2)) ] ||
+	fail "coalescing saved too few exits: $plain_exits -> $coal_exits for $bytes bytes"
+
 # The guest runs its tests in ring 3, which cannot halt; lt.ring0=1 keeps
 # it in ring 0 for a real HLT with interrupts off.
 log "halt with interrupts off ends the VM with 0"

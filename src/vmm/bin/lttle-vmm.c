@@ -10,7 +10,7 @@
  *     --overlay-tmp F] [--disk IMG]... [--mem MIB] [--cpus N]
  *     [--cmdline S] [--initrd F] [--vsock UDS] [--vsock-cid N] [--tap T]
  *     [--control S] [--events-log F] [--cpu-template T] [--serial-log F]
- *     [--no-seccomp] [--no-ioeventfd]
+ *     [--no-seccomp] [--no-ioeventfd] [--no-coalesced-io]
  *
  * The command line is used as given. Exit status as for `lttle run`. */
 #include <errno.h>
@@ -44,6 +44,7 @@ enum {
 	O_KERNEL = 256, O_ROOTFS, O_RO, O_OVL_FILE, O_OVL_TMP, O_DISK, O_MEM, O_CPUS, O_CMDLINE,
 	O_INITRD, O_VSOCK, O_CID, O_TAP, O_CONTROL, O_EVENTS, O_TEMPLATE, O_SERIAL, O_NO_SECCOMP,
 	O_NO_IOEVENTFD,
+	O_NO_COALESCE,
 };
 
 static const struct option opts[] = {
@@ -66,6 +67,7 @@ static const struct option opts[] = {
 	{"serial-log", required_argument, 0, O_SERIAL},
 	{"no-seccomp", no_argument, 0, O_NO_SECCOMP},
 	{"no-ioeventfd", no_argument, 0, O_NO_IOEVENTFD},
+	{"no-coalesced-io", no_argument, 0, O_NO_COALESCE},
 	{0, 0, 0, 0},
 };
 
@@ -121,6 +123,7 @@ static int parse(int argc, char **argv, struct lt_vm_config *c, struct args *a)
 		case O_SERIAL: a->serial_log = optarg; break;
 		case O_NO_SECCOMP: a->no_seccomp = true; break;
 		case O_NO_IOEVENTFD: c->no_ioeventfd = true; break;
+		case O_NO_COALESCE: c->no_coalesced_io = true; break;
 		default: return fail("lttle-vmm: bad option (it takes lttle run's resolved options)");
 		}
 	}
