@@ -72,6 +72,13 @@ log "I/O exits: $plain_exits byte by byte, $coal_exits coalesced ($bytes console
 
 # The guest runs its tests in ring 3, which cannot halt; lt.ring0=1 keeps
 # it in ring 0 for a real HLT with interrupts off.
+log "8250 semantics with coalescing toggled at run time (seccomp on)"
+run_guest "lt.t=uart lt.end=exit:0"
+assert_eq 0 "$RC" "uart test exit code: $(cat "$T/err")"
+assert_contains "$OUT" "uart: plain
+uart: with THRI
+uart: ok" "uart output in order"
+
 log "halt with interrupts off ends the VM with 0"
 run_guest "lt.ring0=1 lt.t=hello lt.end=halt"
 assert_eq 0 "$RC" "halt exit code"
