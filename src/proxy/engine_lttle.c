@@ -900,11 +900,32 @@ static int le_pause(struct lt_engine *pe, struct lt_instance *inst, lt_engine_do
 	return rc;
 }
 
+static void resume_reply(struct lvm *vm, json_t *r, const char *err, void *arg)
+{
+	(void)r;
+	(void)arg;
+	if (err && vm->pid > 0) {
+		/* Already reported as resumed: end it, and the pool replaces it. */
+		lt_warn("lttle engine: resume %s failed: %s; stopping it", vm->label, err);
+		kill(vm->pid, SIGKILL);
+	}
+}
+
+/* Pipelined: done follows the send, not the reply. The control channel is
+ * ordered (a later pause or stop comes after the resume), and the wake's
+ * vsock connect then overlaps the VM host's handling of the resume
+ * instead of waiting a round trip for it. A failed resume ends the VM. */
 static int le_resume(struct lt_engine *pe, struct lt_instance *inst, lt_engine_done done,
 		     void *arg)
 {
-	(void)pe;
-	return simple_cmd(inst, json_pack("{s:s}", "cmd", "resume"), "resume", done, arg);
+	struct le *e = LE(pe);
+	struct lvm *vm = lt_instance_engine_data(inst);
+	if (!vm || vm->state != L_LIVE)
+		return lt_fail("lttle engine: instance %s is not running", lt_instance_id(inst));
+	if (send_cmd(vm, json_pack("{s:s}", "cmd", "resume"), resume_reply, NULL) < 0)
+		return -1;
+	finish(e, done, arg, 0, NULL, -1, NULL, false);
+	return 0;
 }
 
 static void resumed_then_connect(struct lvm *vm, json_t *r, const char *err, void *arg)

@@ -782,8 +782,11 @@ static int resume_all(struct lt_vm *vm, bool internal)
 		return 0;
 	}
 	resume_locked(vm);
-	/* Resume latency: until every vCPU has left its park. */
-	while (vm->parked > 0 && !atomic_load(&vm->pause_req) && !atomic_load(&vm->stopping))
+	/* The halt watch's probe must see its vCPUs running again before it
+	 * looks at them; a caller's resume returns at once and the vCPU
+	 * threads wake beside its next step (a wake's vsock connect). */
+	while (internal && vm->parked > 0 && !atomic_load(&vm->pause_req) &&
+	       !atomic_load(&vm->stopping))
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	vm->last_resume_ns = lt_now_ns() - t0;
 	pthread_mutex_unlock(&vm->lock);

@@ -174,6 +174,8 @@ int lt_vm_start(struct lt_vm *vm);
 /* Blocks until every vCPU is parked with consistent state. Not from a
  * vCPU thread (use LT_VM_ACT_PAUSE there). */
 int lt_vm_pause(struct lt_vm *vm);
+/* Releases the parked vCPUs and returns without waiting for their threads
+ * to run; a pause right after it is still exact (they are still parked). */
 int lt_vm_resume(struct lt_vm *vm);
 bool lt_vm_is_paused(struct lt_vm *vm);
 /* Asks the VM to stop; returns at once. Async-signal-safe. */
