@@ -659,16 +659,48 @@ static char *mib(uint64_t bytes, char *buf, size_t n)
 
 #define ARGS_MAX 48
 
-static void common_args(struct le *e, struct lvm *vm, const char **v, int *n)
+/* Memory strategy and cache: a restore's and a shell's. */
+static void memory_args(struct le *e, const char **v, int *n)
 {
-	v[(*n)++] = "--control-fd";
-	v[(*n)++] = "3";
-	v[(*n)++] = "--vsock";
-	v[(*n)++] = vm->vsock;
-	v[(*n)++] = "--serial-log";
-	v[(*n)++] = vm->serial;
+	v[(*n)++] = "--memory";
+	v[(*n)++] = e->memory;
+	if (e->cache_dir) {
+		v[(*n)++] = "--cache-dir";
+		v[(*n)++] = e->cache_dir;
+	}
+}
+
+/* Appends what every VM process takes and starts it; frees vm on failure. */
+static int spawn_vm(struct le *e, struct lvm *vm, const char **v, int n)
+{
+	v[n++] = "--control-fd";
+	v[n++] = "3";
+	v[n++] = "--vsock";
+	v[n++] = vm->vsock;
+	v[n++] = "--serial-log";
+	v[n++] = vm->serial;
 	if (e->no_seccomp)
-		v[(*n)++] = "--no-seccomp";
+		v[n++] = "--no-seccomp";
+	v[n] = NULL;
+	if (vm_spawn(vm, v) < 0) {
+		vm_free(vm);
+		return -1;
+	}
+	return 0;
+}
+
+/* The start the VM process now owes: done runs once it completes. inst
+ * is NULL for a shell (it serves no instance yet). */
+static void expect_start(struct lvm *vm, struct lt_instance *inst, enum lstart kind,
+			 lt_engine_done done, void *arg)
+{
+	vm->start_kind = kind;
+	vm->start_done = done;
+	vm->start_arg = arg;
+	if (inst) {
+		vm->inst = inst;
+		lt_instance_set_engine_data(inst, vm);
+	}
 }
 
 static int le_boot(struct lt_engine *pe, struct lt_instance *inst, const struct lt_app_spec *app,
@@ -704,17 +736,9 @@ static int le_boot(struct lt_engine *pe, struct lt_instance *inst, const struct 
 		v[n++] = "--rootfs";
 		v[n++] = c->rootfs;
 	}
-	common_args(e, vm, v, &n);
-	v[n] = NULL;
-	if (vm_spawn(vm, v) < 0) {
-		vm_free(vm);
+	if (spawn_vm(e, vm, v, n) < 0)
 		return -1;
-	}
-	vm->inst = inst;
-	vm->start_kind = S_BOOT;
-	vm->start_done = done;
-	vm->start_arg = arg;
-	lt_instance_set_engine_data(inst, vm);
+	expect_start(vm, inst, S_BOOT, done, arg);
 	return 0;
 }
 
@@ -762,11 +786,7 @@ static int le_restore(struct lt_engine *pe, struct lt_instance *inst,
 			return -1;
 		}
 		snprintf(vm->label, sizeof(vm->label), "%s", lt_instance_id(inst));
-		vm->inst = inst;
-		vm->start_kind = S_RESTORE;
-		vm->start_done = done;
-		vm->start_arg = arg;
-		lt_instance_set_engine_data(inst, vm);
+		expect_start(vm, inst, S_RESTORE, done, arg);
 		return 0;
 	}
 	struct lvm *vm = vm_new(e, lt_instance_id(inst));
@@ -776,23 +796,10 @@ static int le_restore(struct lt_engine *pe, struct lt_instance *inst,
 	int n = 1;
 	v[n++] = "restore";
 	v[n++] = app->snapshot;
-	v[n++] = "--memory";
-	v[n++] = e->memory;
-	if (e->cache_dir) {
-		v[n++] = "--cache-dir";
-		v[n++] = e->cache_dir;
-	}
-	common_args(e, vm, v, &n);
-	v[n] = NULL;
-	if (vm_spawn(vm, v) < 0) {
-		vm_free(vm);
+	memory_args(e, v, &n);
+	if (spawn_vm(e, vm, v, n) < 0)
 		return -1;
-	}
-	vm->inst = inst;
-	vm->start_kind = S_RESTORE;
-	vm->start_done = done;
-	vm->start_arg = arg;
-	lt_instance_set_engine_data(inst, vm);
+	expect_start(vm, inst, S_RESTORE, done, arg);
 	return 0;
 }
 
@@ -812,21 +819,10 @@ static int le_shell_create(struct lt_engine *pe, const struct lt_app_spec *app,
 	v[n++] = "vmm-shell";
 	v[n++] = "--like";
 	v[n++] = app->snapshot;
-	v[n++] = "--memory";
-	v[n++] = e->memory;
-	if (e->cache_dir) {
-		v[n++] = "--cache-dir";
-		v[n++] = e->cache_dir;
-	}
-	common_args(e, vm, v, &n);
-	v[n] = NULL;
-	if (vm_spawn(vm, v) < 0) {
-		vm_free(vm);
+	memory_args(e, v, &n);
+	if (spawn_vm(e, vm, v, n) < 0)
 		return -1;
-	}
-	vm->start_kind = S_SHELL;
-	vm->start_done = done;
-	vm->start_arg = arg;
+	expect_start(vm, NULL, S_SHELL, done, arg);
 	return 0;
 }
 

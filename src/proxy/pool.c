@@ -906,6 +906,29 @@ static void on_started(void *arg, const struct lt_engine_result *r)
 	became_available(i);
 }
 
+/* Stops i after a failed engine op: "<what> failed: <msg>". */
+static void stop_failed(struct lt_instance *i, const char *what, const char *msg)
+{
+	char why[256];
+	snprintf(why, sizeof(why), "%s failed: %s", what, msg ? msg : "unknown error");
+	inst_stop(i, why);
+}
+
+/* How a pause or resume completion starts: false if the instance was
+ * stopped meanwhile, or the op failed (it is stopped now). */
+static bool op_succeeded(struct lt_instance *i, const struct lt_engine_result *r,
+			 const char *what)
+{
+	if (i->stop_called)
+		return false;
+	lt_timer_cancel(clk(i->app), &i->op);
+	if (r->err) {
+		stop_failed(i, what, r->msg);
+		return false;
+	}
+	return true;
+}
+
 static int inst_pause(struct lt_instance *i)
 {
 	struct lt_app *a = i->app;
@@ -915,9 +938,7 @@ static int inst_pause(struct lt_instance *i)
 	set_state(i, LT_INST_PAUSING);
 	lt_clear_error();
 	if (e->ops->pause(e, i, on_paused, i) < 0) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "pause failed: %s", lt_errmsg());
-		inst_stop(i, msg);
+		stop_failed(i, "pause", lt_errmsg());
 		return -1;
 	}
 	lt_timer_arm_in(clk(a), &i->op, a->pol.op_timeout);
@@ -928,15 +949,8 @@ static void on_paused(void *arg, const struct lt_engine_result *r)
 {
 	struct lt_instance *i = arg;
 	struct lt_app *a = i->app;
-	if (i->stop_called)
+	if (!op_succeeded(i, r, "pause"))
 		return;
-	lt_timer_cancel(clk(a), &i->op);
-	if (r->err) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "pause failed: %s", r->msg);
-		inst_stop(i, msg);
-		return;
-	}
 	a->st.pauses++;
 	set_state(i, LT_INST_PAUSED);
 	if (!is_current(i)) {
@@ -964,9 +978,7 @@ static int inst_resume(struct lt_instance *i)
 	set_state(i, LT_INST_RESUMING);
 	lt_clear_error();
 	if (e->ops->resume(e, i, on_resumed, i) < 0) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "resume failed: %s", lt_errmsg());
-		inst_stop(i, msg);
+		stop_failed(i, "resume", lt_errmsg());
 		return -1;
 	}
 	lt_timer_arm_in(clk(a), &i->op, a->pol.op_timeout);
@@ -977,15 +989,8 @@ static void on_resumed(void *arg, const struct lt_engine_result *r)
 {
 	struct lt_instance *i = arg;
 	struct lt_app *a = i->app;
-	if (i->stop_called)
+	if (!op_succeeded(i, r, "resume"))
 		return;
-	lt_timer_cancel(clk(a), &i->op);
-	if (r->err) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "resume failed: %s", r->msg);
-		inst_stop(i, msg);
-		return;
-	}
 	a->st.resumes++;
 	record_start(i);
 	i->started_by = LT_BY_RESUME;
