@@ -639,6 +639,16 @@ static void publish_simple(struct lt_vm *vm, const char *name)
 	publish_json(vm, o);
 }
 
+/* Gets every vCPU (but except) out of KVM_RUN or an idle wait, to see
+ * pause_req or stopping. */
+static void kick_all(struct lt_vm *vm, int except)
+{
+	lt_idle_kick(&vm->idle);
+	for (int i = 0; i < vm->nvcpus; i++)
+		if (i != except && vm->vcpus[i].started)
+			pthread_kill(vm->vcpus[i].thread, kick_sig);
+}
+
 void lt_vm_set_exit(struct lt_vm *vm, enum lt_vm_exit_reason r, const char *fmt, ...)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -660,10 +670,7 @@ void lt_vm_set_exit(struct lt_vm *vm, enum lt_vm_exit_reason r, const char *fmt,
 		return;
 	uint64_t one = 1;
 	(void)!write(vm->stop_efd, &one, sizeof(one));
-	lt_idle_kick(&vm->idle);
-	for (int i = 0; i < vm->nvcpus; i++)
-		if (vm->vcpus[i].started)
-			pthread_kill(vm->vcpus[i].thread, kick_sig);
+	kick_all(vm, -1);
 }
 
 void lt_vm_request_stop(struct lt_vm *vm)
@@ -673,14 +680,6 @@ void lt_vm_request_stop(struct lt_vm *vm)
 }
 
 /* ---- pause / resume ----------------------------------------------------- */
-
-static void kick_all(struct lt_vm *vm, int except)
-{
-	lt_idle_kick(&vm->idle); /* pause_req is set: idle waits end */
-	for (int i = 0; i < vm->nvcpus; i++)
-		if (i != except && vm->vcpus[i].started)
-			pthread_kill(vm->vcpus[i].thread, kick_sig);
-}
 
 static int handle_exit(struct lt_vcpu *v, bool flushing);
 
