@@ -143,34 +143,23 @@ static int open_out(const char *path, int *fd)
 }
 
 enum {
-	OPT_KERNEL = 256, OPT_ROOTFS, OPT_RO, OPT_OVERLAY, OPT_DISK, OPT_MEM, OPT_CPUS,
-	OPT_CMDLINE, OPT_INITRD, OPT_VSOCK, OPT_VSOCK_CID, OPT_TAP, OPT_CONTROL, OPT_EVENTS,
-	OPT_TEMPLATE, OPT_SERIAL_LOG, OPT_NO_SECCOMP, OPT_HELP, OPT_OVERLAY_FILE, OPT_OVERLAY_TMP, OPT_NO_IOEVENTFD, OPT_NO_COALESCE,
+	OPT_ROOTFS = 256, OPT_RO, OPT_OVERLAY, OPT_DISK, OPT_CMDLINE, OPT_EVENTS, OPT_SERIAL_LOG,
+	OPT_NO_SECCOMP, OPT_HELP, OPT_OVERLAY_FILE, OPT_OVERLAY_TMP,
 	OPT_SNAP_ON, OPT_SNAP_OUT, OPT_KEEP, /* snapshot capture (vmproc.c) */
 };
 
 static const struct option opts[] = {
-	{"kernel", required_argument, 0, OPT_KERNEL},
+	LT_VM_CLI_OPTIONS,
 	{"rootfs", required_argument, 0, OPT_ROOTFS},
 	{"ro", no_argument, 0, OPT_RO},
 	{"overlay", optional_argument, 0, OPT_OVERLAY},
 	{"overlay-file", required_argument, 0, OPT_OVERLAY_FILE},
 	{"overlay-tmp", required_argument, 0, OPT_OVERLAY_TMP},
 	{"disk", required_argument, 0, OPT_DISK},
-	{"mem", required_argument, 0, OPT_MEM},
-	{"cpus", required_argument, 0, OPT_CPUS},
 	{"cmdline", required_argument, 0, OPT_CMDLINE},
-	{"initrd", required_argument, 0, OPT_INITRD},
-	{"vsock", required_argument, 0, OPT_VSOCK},
-	{"vsock-cid", required_argument, 0, OPT_VSOCK_CID},
-	{"tap", required_argument, 0, OPT_TAP},
-	{"control", required_argument, 0, OPT_CONTROL},
 	{"events-log", required_argument, 0, OPT_EVENTS},
-	{"cpu-template", required_argument, 0, OPT_TEMPLATE},
 	{"serial-log", required_argument, 0, OPT_SERIAL_LOG},
 	{"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
-	{"no-ioeventfd", no_argument, 0, OPT_NO_IOEVENTFD},
-	{"no-coalesced-io", no_argument, 0, OPT_NO_COALESCE},
 	{"help", no_argument, 0, OPT_HELP},
 	{"snapshot-on", required_argument, 0, OPT_SNAP_ON},
 	{"snapshot-out", required_argument, 0, OPT_SNAP_OUT},
@@ -190,10 +179,23 @@ struct run_args {
 static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_args *a)
 {
 	int c;
-	uint64_t v;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int r = lt_vm_cli_option(c, optarg, cfg);
+		if (r < 0)
+			return cli_usage("run", "%s", lt_errmsg());
+		if (r > 0) {
+			/* As given, to hand on to lttle-vmm. */
+			if (c == LT_VM_OPT_MEM)
+				a->mem = optarg;
+			else if (c == LT_VM_OPT_CPUS)
+				a->cpus = optarg;
+			else if (c == LT_VM_OPT_VSOCK_CID)
+				a->vsock_cid = optarg;
+			else if (c == LT_VM_OPT_TEMPLATE)
+				a->template = optarg;
+			continue;
+		}
 		switch (c) {
-		case OPT_KERNEL: cfg->kernel = optarg; break;
 		case OPT_ROOTFS: a->rootfs = optarg; break;
 		case OPT_RO: a->ro = true; break;
 		case OPT_OVERLAY:
@@ -212,49 +214,15 @@ static int parse(int argc, char **argv, struct lt_vm_config *cfg, struct run_arg
 				return cli_usage("run", "too many --disk options");
 			a->disks[a->ndisks++] = optarg;
 			break;
-		case OPT_MEM:
-			a->mem = optarg;
-			if (lt_parse_u64(optarg, &v) < 0 || v < 4 || v > (1ULL << 20))
-				return cli_usage("run", "--mem takes MiB (4..1048576), not '%s'", optarg);
-			cfg->mem_bytes = v << 20;
-			break;
-		case OPT_CPUS:
-			a->cpus = optarg;
-			if (lt_parse_u64(optarg, &v) < 0 || v < 1 || v > LT_VM_MAX_VCPUS)
-				return cli_usage("run", "--cpus takes 1..%d, not '%s'", LT_VM_MAX_VCPUS,
-						 optarg);
-			cfg->vcpus = (int)v;
-			break;
 		case OPT_CMDLINE: a->cmdline = optarg; break;
-		case OPT_INITRD: cfg->initrd = optarg; break;
-		case OPT_VSOCK: cfg->vsock_uds = optarg; break;
-		case OPT_VSOCK_CID:
-			a->vsock_cid = optarg;
-			if (lt_parse_u64(optarg, &v) < 0 || v < 3 || v > 0xffffffffULL)
-				return cli_usage("run", "--vsock-cid takes 3..2^32-1");
-			cfg->vsock_cid = (uint32_t)v;
-			break;
-		case OPT_TAP: cfg->tap = optarg; break;
-		case OPT_CONTROL: cfg->control = optarg; break;
 		case OPT_EVENTS: a->events_log = optarg; break;
-		case OPT_TEMPLATE:
-			a->template = optarg;
-			if (lt_cpu_template_parse(optarg, &cfg->cpu_template) < 0)
-				return cli_usage("run", "%s", lt_errmsg());
-			break;
 		case OPT_SERIAL_LOG: a->serial_log = optarg; break;
 		case OPT_NO_SECCOMP: a->no_seccomp = true; break;
-		case OPT_NO_IOEVENTFD: cfg->no_ioeventfd = true; break;
-		case OPT_NO_COALESCE: cfg->no_coalesced_io = true; break;
 		case OPT_HELP: usage(stdout); return -1;
 		case OPT_SNAP_ON:
-#ifndef LTTLE_VMM_BINARY
 			if (lt_trigger_parse(optarg, &a->snap.trigger) < 0)
 				return cli_usage("run", "%s", lt_errmsg());
 			break;
-#else
-			return cli_usage("run", "--snapshot-on needs 'lttle run', not lttle-vmm");
-#endif
 		case OPT_SNAP_OUT: a->snap.snapshot_out = optarg; break;
 		case OPT_KEEP: a->snap.keep_running = true; break;
 		default: return cli_usage("run", "bad option");

@@ -250,4 +250,29 @@ int lt_vm_load_devices(struct lt_vm *vm, const void *blob, size_t n);
 /* Marks the VM as booted from loaded state (so lt_vm_start runs it). */
 void lt_vm_set_loaded(struct lt_vm *vm);
 
+/* ---- command-line options (cli.c) -------------------------------------
+ * The VM options `lttle run` takes and hands on to the lean lttle-vmm:
+ * LT_VM_CLI_OPTIONS goes into both getopt_long tables (<getopt.h>), and
+ * lt_vm_cli_option applies one of them. */
+enum {
+	LT_VM_OPT_KERNEL = 1000, LT_VM_OPT_MEM, LT_VM_OPT_CPUS, LT_VM_OPT_INITRD,
+	LT_VM_OPT_VSOCK, LT_VM_OPT_VSOCK_CID, LT_VM_OPT_TAP, LT_VM_OPT_CONTROL,
+	LT_VM_OPT_TEMPLATE, LT_VM_OPT_NO_IOEVENTFD, LT_VM_OPT_NO_COALESCE,
+};
+#define LT_VM_CLI_OPTIONS                                                   \
+	{"kernel", required_argument, 0, LT_VM_OPT_KERNEL},                  \
+	{"mem", required_argument, 0, LT_VM_OPT_MEM},                        \
+	{"cpus", required_argument, 0, LT_VM_OPT_CPUS},                      \
+	{"initrd", required_argument, 0, LT_VM_OPT_INITRD},                  \
+	{"vsock", required_argument, 0, LT_VM_OPT_VSOCK},                    \
+	{"vsock-cid", required_argument, 0, LT_VM_OPT_VSOCK_CID},            \
+	{"tap", required_argument, 0, LT_VM_OPT_TAP},                        \
+	{"control", required_argument, 0, LT_VM_OPT_CONTROL},                \
+	{"cpu-template", required_argument, 0, LT_VM_OPT_TEMPLATE},          \
+	{"no-ioeventfd", no_argument, 0, LT_VM_OPT_NO_IOEVENTFD},            \
+	{"no-coalesced-io", no_argument, 0, LT_VM_OPT_NO_COALESCE}
+/* 1: id is one of them and was applied to cfg; 0: not one of them;
+ * -1: a bad value (lt_errmsg() names the option and the value). */
+int lt_vm_cli_option(int id, const char *arg, struct lt_vm_config *cfg);
+
 #endif

@@ -41,33 +41,21 @@ static int fail(const char *msg)
 }
 
 enum {
-	O_KERNEL = 256, O_ROOTFS, O_RO, O_OVL_FILE, O_OVL_TMP, O_DISK, O_MEM, O_CPUS, O_CMDLINE,
-	O_INITRD, O_VSOCK, O_CID, O_TAP, O_CONTROL, O_EVENTS, O_TEMPLATE, O_SERIAL, O_NO_SECCOMP,
-	O_NO_IOEVENTFD,
-	O_NO_COALESCE,
+	O_ROOTFS = 256, O_RO, O_OVL_FILE, O_OVL_TMP, O_DISK, O_CMDLINE, O_EVENTS, O_SERIAL,
+	O_NO_SECCOMP,
 };
 
 static const struct option opts[] = {
-	{"kernel", required_argument, 0, O_KERNEL},
+	LT_VM_CLI_OPTIONS,
 	{"rootfs", required_argument, 0, O_ROOTFS},
 	{"ro", no_argument, 0, O_RO},
 	{"overlay-file", required_argument, 0, O_OVL_FILE},
 	{"overlay-tmp", required_argument, 0, O_OVL_TMP},
 	{"disk", required_argument, 0, O_DISK},
-	{"mem", required_argument, 0, O_MEM},
-	{"cpus", required_argument, 0, O_CPUS},
 	{"cmdline", required_argument, 0, O_CMDLINE},
-	{"initrd", required_argument, 0, O_INITRD},
-	{"vsock", required_argument, 0, O_VSOCK},
-	{"vsock-cid", required_argument, 0, O_CID},
-	{"tap", required_argument, 0, O_TAP},
-	{"control", required_argument, 0, O_CONTROL},
 	{"events-log", required_argument, 0, O_EVENTS},
-	{"cpu-template", required_argument, 0, O_TEMPLATE},
 	{"serial-log", required_argument, 0, O_SERIAL},
 	{"no-seccomp", no_argument, 0, O_NO_SECCOMP},
-	{"no-ioeventfd", no_argument, 0, O_NO_IOEVENTFD},
-	{"no-coalesced-io", no_argument, 0, O_NO_COALESCE},
 	{0, 0, 0, 0},
 };
 
@@ -81,11 +69,14 @@ struct args {
 static int parse(int argc, char **argv, struct lt_vm_config *c, struct args *a)
 {
 	int o;
-	uint64_t v;
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int r = lt_vm_cli_option(o, optarg, c);
+		if (r < 0)
+			return fail(lt_errmsg());
+		if (r > 0)
+			continue;
 		switch (o) {
-		case O_KERNEL: c->kernel = optarg; break;
 		case O_ROOTFS: a->rootfs = optarg; break;
 		case O_RO: a->ro = true; break;
 		case O_OVL_FILE: a->overlay = optarg; break;
@@ -95,35 +86,10 @@ static int parse(int argc, char **argv, struct lt_vm_config *c, struct args *a)
 				return fail("too many --disk options");
 			a->disks[a->ndisks++] = optarg;
 			break;
-		case O_MEM:
-			if (lt_parse_u64(optarg, &v) < 0 || v < 4 || v > (1ULL << 20))
-				return fail("bad --mem");
-			c->mem_bytes = v << 20;
-			break;
-		case O_CPUS:
-			if (lt_parse_u64(optarg, &v) < 0 || v < 1 || v > LT_VM_MAX_VCPUS)
-				return fail("bad --cpus");
-			c->vcpus = (int)v;
-			break;
 		case O_CMDLINE: c->cmdline = optarg; break;
-		case O_INITRD: c->initrd = optarg; break;
-		case O_VSOCK: c->vsock_uds = optarg; break;
-		case O_CID:
-			if (lt_parse_u64(optarg, &v) < 0 || v < 3 || v > 0xffffffffULL)
-				return fail("bad --vsock-cid");
-			c->vsock_cid = (uint32_t)v;
-			break;
-		case O_TAP: c->tap = optarg; break;
-		case O_CONTROL: c->control = optarg; break;
 		case O_EVENTS: a->events_log = optarg; break;
-		case O_TEMPLATE:
-			if (lt_cpu_template_parse(optarg, &c->cpu_template) < 0)
-				return fail(lt_errmsg());
-			break;
 		case O_SERIAL: a->serial_log = optarg; break;
 		case O_NO_SECCOMP: a->no_seccomp = true; break;
-		case O_NO_IOEVENTFD: c->no_ioeventfd = true; break;
-		case O_NO_COALESCE: c->no_coalesced_io = true; break;
 		default: return fail("lttle-vmm: bad option (it takes lttle run's resolved options)");
 		}
 	}
