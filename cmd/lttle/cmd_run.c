@@ -18,15 +18,6 @@
 	"console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux "     \
 	"i8042.dumbkbd"
 
-static struct lt_vm *g_vm;
-static volatile sig_atomic_t g_signal;
-
-static void on_signal(int sig)
-{
-	g_signal = sig;
-	if (g_vm)
-		lt_vm_request_stop(g_vm);
-}
 
 static void usage(FILE *out)
 {
@@ -256,11 +247,11 @@ static char *make_cmdline(const struct run_args *a, bool is_ref)
 	return (char *)b.data;
 }
 
-#ifndef LTTLE_VMM_BINARY
-/* Execs the lean lttle-vmm with canonical options: the resolved rootfs
- * path and the final command line. Returns only on failure. */
-static void exec_vmm(const char *vmm, const struct lt_vm_config *cfg, const struct run_args *a,
-		     const char *rootfs, const char *cmdline)
+/* Runs the VM in the lean lttle-vmm, with canonical options: the resolved
+ * rootfs path and the final command line. Without it (or with
+ * LTTLE_VMM_INPROC=1) the same code runs in this process. */
+static int run_vmm(const struct lt_vm_config *cfg, const struct run_args *a, const char *rootfs,
+		   const char *cmdline)
 {
 	const char *v[64];
 	int n = 0;
@@ -294,27 +285,21 @@ static void exec_vmm(const char *vmm, const struct lt_vm_config *cfg, const stru
 		ARG("--no-ioeventfd");
 	if (cfg->no_coalesced_io)
 		ARG("--no-coalesced-io");
-	ARG(NULL);
+	v[n] = NULL;
 #undef OPT
 #undef ARG
-	execv(vmm, (char *const *)v);
-	lt_warn("run: cannot exec %s (%s), running in-process", vmm, strerror(errno));
-}
-#endif
-
-static int exit_code(const struct lt_vm_exit *ex)
-{
-	if (ex->reason == LT_VM_EXIT_ERROR) {
-		fprintf(stderr, "lttle run: %s\n", ex->message);
-		return 1;
+	char *vmm = getenv("LTTLE_VMM_INPROC") ? NULL : cli_find_libexec("lttle-vmm");
+	if (vmm) {
+		fflush(NULL);
+		execv(vmm, (char *const *)v);
+		lt_warn("run: cannot exec %s (%s), running in-process", vmm, strerror(errno));
+		free(vmm);
 	}
-	if (g_signal)
-		return 128 + g_signal;
-	if (ex->guest_exit_reported)
-		return ex->guest_exit_code < 0 || ex->guest_exit_code > 255 ? 1
-									    : ex->guest_exit_code;
-	return 0;
+	lt_clear_error();
+	cli_reset_getopt();
+	return lt_vmm_main(n, (char **)v);
 }
+
 
 int cmd_run(int argc, char **argv)
 {
@@ -328,8 +313,7 @@ int cmd_run(int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 
 	char *rootfs_path = NULL, *tmp_overlay = NULL, *cmdline = NULL;
-	int serial_fd = -1, events_fd = -1, ret = 1;
-	struct lt_vm *vm = NULL;
+	int serial_fd = -1, ret = 1;
 	bool is_ref = false;
 	if (a.rootfs) {
 		struct stat st;
@@ -346,7 +330,6 @@ int cmd_run(int argc, char **argv)
 	if (!cmdline)
 		goto out;
 	cfg.cmdline = cmdline;
-#ifndef LTTLE_VMM_BINARY
 	if (a.overlay_tmp) {
 		/* exec keeps the pid: the directory stays this run's. */
 		char *dir = lt_sprintf("%s/instances/run-%d", lt_home(), (int)getpid());
@@ -360,97 +343,30 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		a.overlay = tmp_overlay;
 	}
-	/* The VM itself runs in the lean static lttle-vmm when it is there
-	 * (snapshot captures run in-process, under the VM host). */
-	if (!getenv("LTTLE_VMM_INPROC") && !a.snap.trigger.kind) {
-		char *vmm = cli_find_libexec("lttle-vmm");
-		if (vmm) {
-			fflush(NULL);
-			exec_vmm(vmm, &cfg, &a, rootfs_path, cmdline);
-			free(vmm);
-		}
-		lt_clear_error();
+	if (!a.snap.trigger.kind) {
+		/* lttle-vmm's code runs the VM and removes the temporary overlay. */
+		ret = run_vmm(&cfg, &a, rootfs_path, cmdline);
+		free(tmp_overlay);
+		tmp_overlay = NULL;
+		goto done;
 	}
-#else
-	if (a.overlay_tmp && !a.overlay) {
-		lt_fail("--overlay needs a file here (--overlay-tmp FILE)");
-		goto out;
-	}
-	if (a.overlay_tmp)
-		tmp_overlay = lt_strdup(a.overlay);
-#endif
-	if (a.rootfs) {
-		cfg.disks[0] = (struct lt_vm_disk){.path = rootfs_path, .read_only = a.ro,
-						   .overlay = a.overlay};
-		snprintf(cfg.disks[0].id, sizeof(cfg.disks[0].id), "lttle-rootfs");
-		cfg.ndisks = 1;
-	}
-	for (int i = 0; i < a.ndisks; i++) {
-		cfg.disks[cfg.ndisks] = (struct lt_vm_disk){.path = a.disks[i]};
-		snprintf(cfg.disks[cfg.ndisks].id, sizeof(cfg.disks[0].id), "lttle-disk%u",
-			 (unsigned char)(i + 1));
-		cfg.ndisks++;
-	}
+	/* A snapshot capture runs in-process, under the VM host. */
+	lt_vm_config_disks(&cfg, rootfs_path, a.ro, a.overlay, a.disks, a.ndisks);
 	if (a.serial_log) {
 		if (open_out(a.serial_log, &serial_fd) < 0)
 			goto out;
 		cfg.serial_out_fd = serial_fd;
 	}
-	if (a.events_log) {
-		if (open_out(a.events_log, &events_fd) < 0)
-			goto out;
-		cfg.events_fd = events_fd;
-	}
 	if (isatty(0))
 		cfg.serial_in_fd = 0;
-#ifndef LTTLE_VMM_BINARY
-	if (a.snap.trigger.kind) {
-		a.snap.control = cfg.control;
-		a.snap.events_log = a.events_log;
-		a.snap.no_seccomp = a.no_seccomp;
-		cfg.events_fd = -1;
-		ret = vmproc_run_boot(&cfg, &a.snap);
-		goto done;
-	}
-#endif
-
-	if (lt_vm_create(&cfg, &vm) < 0 || lt_vm_boot(vm) < 0)
-		goto out;
-	/* Threads inherit a mask with the stop signals blocked; only this
-	 * thread handles them. */
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	g_vm = vm;
-	pthread_sigmask(SIG_BLOCK, &set, &old);
-	rc = lt_vm_start(vm);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc < 0)
-		goto out;
-	if (!a.no_seccomp && lt_vm_seccomp(vm, NULL) < 0) {
-		lt_vm_request_stop(vm);
-		lt_vm_wait(vm, NULL);
-		goto out;
-	}
-	struct lt_vm_exit ex;
-	lt_vm_wait(vm, &ex);
-	lt_info("run: VM ended: %s%s%s", lt_vm_exit_reason_name(ex.reason),
-		ex.message[0] ? ": " : "", ex.message);
-	ret = exit_code(&ex);
+	a.snap.control = cfg.control;
+	a.snap.events_log = a.events_log;
+	a.snap.no_seccomp = a.no_seccomp;
+	ret = vmproc_run_boot(&cfg, &a.snap);
 	goto done;
 out:
 	cli_fail("run");
 done:
-	g_vm = NULL;
-	lt_vm_destroy(vm);
 	if (tmp_overlay) {
 		unlink(tmp_overlay);
 		char *slash = strrchr(tmp_overlay, '/');
@@ -461,8 +377,6 @@ done:
 	}
 	if (serial_fd >= 0)
 		close(serial_fd);
-	if (events_fd >= 0)
-		close(events_fd);
 	free(rootfs_path);
 	free(tmp_overlay);
 	free(cmdline);

@@ -111,11 +111,7 @@ int cmd_vmm_shell(int argc, char **argv)
 			goto fail;
 	} else {
 		cfg.vsock_uds = o.vsock;
-		if (o.rootfs) {
-			cfg.disks[0] = (struct lt_vm_disk){.path = o.rootfs, .read_only = true};
-			snprintf(cfg.disks[0].id, sizeof(cfg.disks[0].id), "lttle-rootfs");
-			cfg.ndisks = 1;
-		}
+		lt_vm_config_disks(&cfg, o.rootfs, true, NULL, NULL, 0);
 	}
 	if (vmproc_open_logs(&o, &cfg, &serial_fd, &events_fd) < 0)
 		goto fail;
@@ -212,11 +208,7 @@ int cmd_vmm_boot(int argc, char **argv)
 	if (optind != argc || !cfg.kernel)
 		return cli_usage("boot", "--kernel is required, and nothing else");
 	cfg.vsock_uds = o.vsock;
-	if (o.rootfs) {
-		cfg.disks[0] = (struct lt_vm_disk){.path = o.rootfs, .read_only = !rw};
-		snprintf(cfg.disks[0].id, sizeof(cfg.disks[0].id), "lttle-rootfs");
-		cfg.ndisks = 1;
-	}
+	lt_vm_config_disks(&cfg, o.rootfs, !rw, NULL, NULL, 0);
 	int serial_fd = -1, events_fd = -1, ret;
 	struct lt_vmhost *h = NULL;
 	struct lt_vmhost_opts ho;

@@ -274,5 +274,13 @@ enum {
 /* 1: id is one of them and was applied to cfg; 0: not one of them;
  * -1: a bad value (lt_errmsg() names the option and the value). */
 int lt_vm_cli_option(int id, const char *arg, struct lt_vm_config *cfg);
+/* Disk 0 "lttle-rootfs" from rootfs (if any), then "lttle-diskN" for each
+ * extra disk (read-write): how every command lays out a VM's disks. */
+void lt_vm_config_disks(struct lt_vm_config *cfg, const char *rootfs, bool read_only,
+			const char *overlay, const char *const *extra, int nextra);
+/* lttle-vmm's main: runs one VM from `lttle run`'s resolved options
+ * (src/vmm/bin/lttle-vmm.c lists them) until it ends; the exit status of
+ * `lttle run`. `lttle run` calls it in-process when it cannot exec. */
+int lt_vmm_main(int argc, char **argv);
 
 #endif
